@@ -1,0 +1,17 @@
+//! monitoring-agent: collects logs and metrics on a host and ships them to a
+//! monitoring-collector without losing what it has read.
+//!
+//! Data flows one way, and the folders follow it:
+//!
+//! - [`collectors`]: sources (`logs/file`, `metrics/host`) that produce [`pipeline::Envelope`]s;
+//! - [`buffer`]: the bounded lock-free ring buffer with its `when_full` policy;
+//! - [`pipeline`]: envelopes, delivery progress and the batcher (size/age, compression);
+//! - [`transport`]: the WebSocket client with a window of unacknowledged batches;
+//! - [`state`]: checkpoints written atomically in `[state] dir`;
+//! - [`control`]: the agent's own `/health` and `/metrics`;
+//! - [`config`]: the TOML configuration.
+//!
+//! Acknowledgements flow back from transport to the sources' [`pipeline::SourceProgress`]
+//! and are the only thing that does.
+
+pub mod pipeline;

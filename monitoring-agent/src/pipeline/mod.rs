@@ -1,0 +1,7 @@
+//! The agent's pipeline between collectors and transport: what an event carries on
+//! its way ([`Envelope`]), how delivery progress flows back to sources
+//! ([`SourceProgress`]), and the batcher that turns envelopes into frames.
+
+mod envelope;
+
+pub use envelope::{Closed, Envelope, EventOutput, SourceProgress};
