@@ -9,9 +9,17 @@
 //! - [`transport`]: the WebSocket client with a window of unacknowledged batches;
 //! - [`state`]: checkpoints written atomically in `[state] dir`;
 //! - [`control`]: the agent's own `/health` and `/metrics`;
+//! - [`telemetry`]: the agent's internal metrics, defined in one place;
 //! - [`config`]: the TOML configuration.
 //!
 //! Acknowledgements flow back from transport to the sources' [`pipeline::SourceProgress`]
 //! and are the only thing that does.
 
+pub mod buffer;
+pub mod collectors;
+pub mod config;
+pub mod control;
 pub mod pipeline;
+pub mod state;
+pub mod telemetry;
+pub mod transport;

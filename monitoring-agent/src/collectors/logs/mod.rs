@@ -1,0 +1,3 @@
+//! Log sources.
+
+pub mod file;

@@ -1,0 +1,3 @@
+//! Metric sources.
+
+pub mod host;
