@@ -245,6 +245,26 @@ mod tests {
         }
     }
 
+    /// The worked example of docs/protocol.md, byte for byte.
+    #[test]
+    fn protocol_document_example() {
+        let payload = encode_events(&[Event::log(1, "a", "hi")]);
+        let expected_payload = [
+            0x01, 1, 0, 0, 0, 0, 0, 0, 0, 0x01, b'a', 0x00, 0xff, 0x02, b'h', b'i', 0x00,
+        ];
+        assert_eq!(payload, expected_payload[..]);
+        let frame = encode_frame(Codec::None, 7, 0, 1, &payload);
+        let mut expected = vec![0x4d, 0x42, 1, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0];
+        expected.extend_from_slice(&[0; 8]);
+        expected.extend_from_slice(&[1, 0, 0, 0, 17, 0, 0, 0]);
+        expected.extend_from_slice(&expected_payload);
+        assert_eq!(frame, expected);
+        let ack = crate::protocol::Ack::ok(7, 0).encode();
+        let mut expected_ack = vec![0x4d, 0x41, 1, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0];
+        expected_ack.extend_from_slice(&[0; 10]);
+        assert_eq!(ack, expected_ack);
+    }
+
     #[test]
     fn limits_are_enforced_before_decompression() {
         let payload = encode_events(&[Event::log(1, "s", "m")]);

@@ -1,0 +1,421 @@
+//! Harness for end-to-end tests: starts the real `monitoring-collector` and
+//! `monitoring-agent` binaries on loopback ports with configs written to a temporary
+//! directory, writes log lines with unique sequence numbers, and counts through the
+//! REST API what arrived.
+//!
+//! The binaries are taken from the target directory this test was built into
+//! (`scripts/test.sh` builds them before running the tests).
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// The directory holding the workspace's binaries (`target/debug`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/debug/deps/<test>-<hash> → target/debug
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+fn bin(name: &str) -> Result<PathBuf> {
+    let p = bin_dir().join(name);
+    if !p.exists() {
+        bail!(
+            "{} is missing: build the binaries first (scripts/test.sh does: cargo build --workspace --bins)",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+/// A free loopback port (bound, then released: good enough on a test machine).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The loghub sample lines shipped in ../shared/data, CR/LF stripped, non-empty.
+pub fn loghub_lines() -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/loghub");
+    let mut lines = Vec::new();
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    names.sort();
+    for p in names {
+        let bytes = std::fs::read(&p).unwrap();
+        for l in String::from_utf8_lossy(&bytes).split(['\n', '\r']) {
+            if !l.trim().is_empty() {
+                // Keep lines short enough that the test is about delivery, not truncation.
+                lines.push(l.chars().take(400).collect());
+            }
+        }
+    }
+    lines
+}
+
+/// The line with sequence number `seq`, built from the loghub corpus.
+pub fn numbered_line(corpus: &[String], seq: u64) -> String {
+    format!("seq={seq:08} {}", corpus[(seq as usize) % corpus.len()])
+}
+
+/// Sends SIGTERM (graceful) to a child.
+pub fn sigterm(child: &Child) {
+    let pid = child.id() as libc::pid_t;
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+}
+
+/// A running collector.
+pub struct Collector {
+    pub child: Child,
+    pub dir: PathBuf,
+    pub ingest_port: u16,
+    pub api_port: u16,
+    pub config: PathBuf,
+}
+
+impl Collector {
+    /// Writes a config under `dir` and starts the collector.
+    pub fn start(dir: &Path) -> Result<Collector> {
+        let ingest_port = free_port();
+        let api_port = free_port();
+        let config = dir.join("collector.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[server]
+websocket_addr = "127.0.0.1:{ingest_port}"
+
+[api]
+addr = "127.0.0.1:{api_port}"
+
+[auth]
+mode = "none"
+
+[processor]
+workers = 2
+
+[storage]
+backend = "sqlite"
+path = "{}"
+retention_days = 7
+"#,
+                dir.join("store").display()
+            ),
+        )?;
+        let mut c = Collector {
+            child: spawn(&bin("monitoring-collector")?, &config, &dir.join("collector.log"))?,
+            dir: dir.to_path_buf(),
+            ingest_port,
+            api_port,
+            config,
+        };
+        c.wait_healthy()?;
+        Ok(c)
+    }
+
+    /// Starts the collector again with the same config and data (after a kill).
+    pub fn restart(&mut self) -> Result<()> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(
+            &bin("monitoring-collector")?,
+            &self.config,
+            &self.dir.join("collector.log"),
+        )?;
+        self.wait_healthy()
+    }
+
+    fn wait_healthy(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let url = format!("{}/health", self.api());
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("collector exited with {status}; log:\n{}", self.log());
+            }
+            if let Ok(r) = blocking_get(&url) {
+                if r.0 == 200 {
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("collector not healthy after 30 s; log:\n{}", self.log())
+    }
+
+    pub fn api(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api_port)
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("ws://127.0.0.1:{}/ingest", self.ingest_port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("collector.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// GET a JSON document from the API.
+    pub fn get(&self, path_and_query: &str) -> Result<serde_json::Value> {
+        let (status, body) = blocking_get(&format!("{}{path_and_query}", self.api()))?;
+        if status != 200 {
+            bail!("GET {path_and_query}: {status}: {body}");
+        }
+        serde_json::from_str(&body).with_context(|| format!("GET {path_and_query}: not JSON: {body}"))
+    }
+
+    /// Every log message stored, by paging through the API with its cursor.
+    pub fn all_log_messages(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut q = "/api/v1/logs?limit=10000&order=asc".to_string();
+            if let Some(c) = &cursor {
+                q.push_str(&format!("&cursor={}", urlencode(c)));
+            }
+            let page = self.get(&q)?;
+            for l in page["logs"].as_array().context("logs array")? {
+                out.push(l["message"].as_str().context("message")?.to_string());
+            }
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => return Ok(out),
+            }
+        }
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Agent settings a test may change.
+pub struct AgentOptions {
+    pub files: Vec<String>,
+    pub host_metrics: bool,
+    pub system_interval_secs: u64,
+    pub flush_interval_ms: u64,
+    pub compression: String,
+}
+
+impl Default for AgentOptions {
+    fn default() -> Self {
+        AgentOptions {
+            files: Vec::new(),
+            host_metrics: false,
+            system_interval_secs: 1,
+            flush_interval_ms: 100,
+            compression: "lz4".into(),
+        }
+    }
+}
+
+/// A running agent.
+pub struct Agent {
+    pub child: Child,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub control_port: u16,
+}
+
+impl Agent {
+    /// Writes a config under `dir` and starts the agent against `endpoint`.
+    pub fn start(dir: &Path, id: &str, endpoint: &str, opts: &AgentOptions) -> Result<Agent> {
+        let control_port = free_port();
+        let config = dir.join(format!("agent-{id}.toml"));
+        let files: Vec<String> = opts.files.iter().map(|f| format!("{f:?}")).collect();
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[agent]
+id = "{id}"
+
+[collector]
+endpoint = "{endpoint}"
+
+[buffer]
+flush_interval_ms = {flush}
+compression = "{compression}"
+
+[state]
+dir = "{state}"
+
+[collectors.logs]
+enabled = {logs}
+files = [{files}]
+read_from = "beginning"
+
+[collectors.metrics]
+enabled = {metrics}
+system_interval_secs = {interval}
+
+[control]
+listen = "127.0.0.1:{control_port}"
+"#,
+                flush = opts.flush_interval_ms,
+                compression = opts.compression,
+                state = dir.join(format!("state-{id}")).display(),
+                logs = !opts.files.is_empty(),
+                files = files.join(", "),
+                metrics = opts.host_metrics,
+                interval = opts.system_interval_secs,
+            ),
+        )?;
+        let log = dir.join(format!("agent-{id}.log"));
+        Ok(Agent {
+            child: spawn(&bin("monitoring-agent")?, &config, &log)?,
+            dir: dir.to_path_buf(),
+            config,
+            control_port,
+        })
+    }
+
+    /// Starts the agent again with the same config and state.
+    pub fn restart(&mut self) -> Result<()> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let log = self.config.with_extension("log");
+        self.child = spawn(&bin("monitoring-agent")?, &self.config, &log)?;
+        Ok(())
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.config.with_extension("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn(bin: &Path, config: &Path, log: &Path) -> Result<Child> {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    Command::new(bin)
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))
+}
+
+/// A plain HTTP GET on loopback; returns status and body.
+pub fn blocking_get(url: &str) -> Result<(u16, String)> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let r = reqwest::Client::new()
+            .get(url)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        Ok((status, r.text().await?))
+    })
+}
+
+fn urlencode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Appends lines to a file, flushing each chunk so the agent sees them.
+pub struct LineWriter {
+    file: std::fs::File,
+}
+
+impl LineWriter {
+    pub fn open(path: &Path) -> Result<LineWriter> {
+        Ok(LineWriter {
+            file: std::fs::OpenOptions::new().create(true).append(true).open(path)?,
+        })
+    }
+
+    pub fn write_lines(&mut self, lines: impl Iterator<Item = String>) -> Result<()> {
+        let mut buf = String::new();
+        for l in lines {
+            buf.push_str(&l);
+            buf.push('\n');
+        }
+        self.file.write_all(buf.as_bytes())?;
+        Ok(())
+    }
+}
+
+/// How many of the sequence numbers `0..expected` arrived, and how many extra copies.
+#[derive(Debug)]
+pub struct Tally {
+    pub expected: u64,
+    pub missing: Vec<u64>,
+    pub duplicates: u64,
+}
+
+/// Counts `seq=NNNNNNNN` markers in the messages.
+pub fn tally(messages: &[String], expected: u64) -> Tally {
+    let mut seen: BTreeMap<u64, u64> = BTreeMap::new();
+    for m in messages {
+        if let Some(n) = m.strip_prefix("seq=").and_then(|r| r.get(..8)).and_then(|d| d.parse().ok()) {
+            *seen.entry(n).or_default() += 1;
+        }
+    }
+    let missing = (0..expected).filter(|n| !seen.contains_key(n)).collect();
+    let duplicates = seen.values().map(|c| c - 1).sum();
+    Tally {
+        expected,
+        missing,
+        duplicates,
+    }
+}
+
+/// Polls until `expected` distinct sequence numbers are stored, or the deadline.
+pub fn wait_for_all(collector: &Collector, expected: u64, timeout: Duration) -> Result<Tally> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let t = tally(&collector.all_log_messages()?, expected);
+        if t.missing.is_empty() || Instant::now() > deadline {
+            return Ok(t);
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
