@@ -120,7 +120,11 @@ retention_days = 7
             ),
         )?;
         let mut c = Collector {
-            child: spawn(&bin("monitoring-collector")?, &config, &dir.join("collector.log"))?,
+            child: spawn(
+                &bin("monitoring-collector")?,
+                &config,
+                &dir.join("collector.log"),
+            )?,
             dir: dir.to_path_buf(),
             ingest_port,
             api_port,
@@ -183,7 +187,8 @@ retention_days = 7
         if status != 200 {
             bail!("GET {path_and_query}: {status}: {body}");
         }
-        serde_json::from_str(&body).with_context(|| format!("GET {path_and_query}: not JSON: {body}"))
+        serde_json::from_str(&body)
+            .with_context(|| format!("GET {path_and_query}: not JSON: {body}"))
     }
 
     /// Every log message stored, by paging through the API with its cursor.
@@ -321,7 +326,10 @@ impl Drop for Agent {
 }
 
 fn spawn(bin: &Path, config: &Path, log: &Path) -> Result<Child> {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
     Command::new(bin)
         .arg("run")
         .arg("--config")
@@ -336,7 +344,9 @@ fn spawn(bin: &Path, config: &Path, log: &Path) -> Result<Child> {
 
 /// A plain HTTP GET on loopback; returns status and body.
 pub fn blocking_get(url: &str) -> Result<(u16, String)> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let r = reqwest::Client::new()
             .get(url)
@@ -368,7 +378,10 @@ pub struct LineWriter {
 impl LineWriter {
     pub fn open(path: &Path) -> Result<LineWriter> {
         Ok(LineWriter {
-            file: std::fs::OpenOptions::new().create(true).append(true).open(path)?,
+            file: std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
         })
     }
 
@@ -395,7 +408,11 @@ pub struct Tally {
 pub fn tally(messages: &[String], expected: u64) -> Tally {
     let mut seen: BTreeMap<u64, u64> = BTreeMap::new();
     for m in messages {
-        if let Some(n) = m.strip_prefix("seq=").and_then(|r| r.get(..8)).and_then(|d| d.parse().ok()) {
+        if let Some(n) = m
+            .strip_prefix("seq=")
+            .and_then(|r| r.get(..8))
+            .and_then(|d| d.parse().ok())
+        {
             *seen.entry(n).or_default() += 1;
         }
     }

@@ -5,7 +5,9 @@ use std::path::Path;
 use std::thread;
 use std::time::Duration;
 
-use monitoring_e2e::{Agent, AgentOptions, Collector, LineWriter, loghub_lines, numbered_line, wait_for_all};
+use monitoring_e2e::{
+    Agent, AgentOptions, Collector, LineWriter, loghub_lines, numbered_line, wait_for_all,
+};
 
 const DEADLINE: Duration = Duration::from_secs(240);
 
@@ -34,7 +36,8 @@ fn rotation_by_rename_and_copy_truncate_loses_and_repeats_nothing() {
     let mut w = LineWriter::open(&app).unwrap();
     let mut seq = 0;
     while seq < total {
-        w.write_lines((seq..seq + chunk).map(|n| numbered_line(&corpus, n))).unwrap();
+        w.write_lines((seq..seq + chunk).map(|n| numbered_line(&corpus, n)))
+            .unwrap();
         seq += chunk;
         if seq == 66_000 {
             // Rename-and-create, as logrotate's default `create` does.
@@ -44,14 +47,29 @@ fn rotation_by_rename_and_copy_truncate_loses_and_repeats_nothing() {
         if seq == 134_000 {
             // copytruncate: the writer keeps its file; copy then truncate in place.
             std::fs::copy(&app, logs.join("app.log.2")).unwrap();
-            std::fs::OpenOptions::new().write(true).open(&app).unwrap().set_len(0).unwrap();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&app)
+                .unwrap()
+                .set_len(0)
+                .unwrap();
         }
         thread::sleep(Duration::from_millis(20));
     }
 
     let t = wait_for_all(&collector, total, DEADLINE).unwrap();
-    println!("rotation: expected {} missing {} duplicates {}", t.expected, t.missing.len(), t.duplicates);
-    assert!(t.missing.is_empty(), "lost {} lines, first {:?}", t.missing.len(), &t.missing[..t.missing.len().min(10)]);
+    println!(
+        "rotation: expected {} missing {} duplicates {}",
+        t.expected,
+        t.missing.len(),
+        t.duplicates
+    );
+    assert!(
+        t.missing.is_empty(),
+        "lost {} lines, first {:?}",
+        t.missing.len(),
+        &t.missing[..t.missing.len().min(10)]
+    );
     assert_eq!(t.duplicates, 0, "lines read twice");
 }
 
@@ -69,7 +87,8 @@ fn collector_sigkill_mid_stream_loses_nothing() {
     let total: u64 = 60_000;
     let mut w = LineWriter::open(&logs.join("app.log")).unwrap();
     for start in (0..total).step_by(1_000) {
-        w.write_lines((start..start + 1_000).map(|n| numbered_line(&corpus, n))).unwrap();
+        w.write_lines((start..start + 1_000).map(|n| numbered_line(&corpus, n)))
+            .unwrap();
         if start == total / 2 {
             collector.kill();
             thread::sleep(Duration::from_millis(500));
@@ -78,7 +97,12 @@ fn collector_sigkill_mid_stream_loses_nothing() {
         thread::sleep(Duration::from_millis(20));
     }
     let t = wait_for_all(&collector, total, DEADLINE).unwrap();
-    println!("collector SIGKILL: expected {} missing {} duplicates {}", t.expected, t.missing.len(), t.duplicates);
+    println!(
+        "collector SIGKILL: expected {} missing {} duplicates {}",
+        t.expected,
+        t.missing.len(),
+        t.duplicates
+    );
     assert!(t.missing.is_empty(), "lost {} lines", t.missing.len());
     // The collector records every committed batch with its events, so a batch resent
     // after the restart is recognised: no duplicates are expected here either.
@@ -100,7 +124,8 @@ fn agent_sigkill_mid_stream_loses_nothing() {
     let total: u64 = 60_000;
     let mut w = LineWriter::open(&logs.join("app.log")).unwrap();
     for start in (0..total).step_by(1_000) {
-        w.write_lines((start..start + 1_000).map(|n| numbered_line(&corpus, n))).unwrap();
+        w.write_lines((start..start + 1_000).map(|n| numbered_line(&corpus, n)))
+            .unwrap();
         if start == total / 2 {
             agent.kill();
             thread::sleep(Duration::from_millis(300));
@@ -109,6 +134,11 @@ fn agent_sigkill_mid_stream_loses_nothing() {
         thread::sleep(Duration::from_millis(20));
     }
     let t = wait_for_all(&collector, total, DEADLINE).unwrap();
-    println!("agent SIGKILL: expected {} missing {} duplicates {}", t.expected, t.missing.len(), t.duplicates);
+    println!(
+        "agent SIGKILL: expected {} missing {} duplicates {}",
+        t.expected,
+        t.missing.len(),
+        t.duplicates
+    );
     assert!(t.missing.is_empty(), "lost {} lines", t.missing.len());
 }

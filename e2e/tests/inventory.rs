@@ -30,16 +30,34 @@ fn host_metrics_and_inventory_appear_within_two_intervals() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let r = found.unwrap_or_else(|| panic!("no cpu series within two intervals; agent log:\n{}", agent.log()));
+    let r = found.unwrap_or_else(|| {
+        panic!(
+            "no cpu series within two intervals; agent log:\n{}",
+            agent.log()
+        )
+    });
     let series = &r["series"][0];
     assert_eq!(series["agent_id"], "inventory-host");
     let v = series["points"][0][1].as_f64().unwrap();
     assert!((0.0..=100.0 * 64.0).contains(&v), "cpu {v}");
 
     let names = collector.get("/api/v1/metrics/names").unwrap();
-    let names: Vec<&str> = names["names"].as_array().unwrap().iter().filter_map(|n| n.as_str()).collect();
-    for expected in ["host_memory_used_bytes", "host_load1", "host_uptime_seconds", "host_info"] {
-        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+    let names: Vec<&str> = names["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n.as_str())
+        .collect();
+    for expected in [
+        "host_memory_used_bytes",
+        "host_load1",
+        "host_uptime_seconds",
+        "host_info",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
     }
 
     let agents = collector.get("/api/v1/agents").unwrap();

@@ -113,7 +113,8 @@ pub fn parse<T: DeserializeOwned + Validate>(text: &str, path: &Path) -> Result<
         path: path.to_path_buf(),
         problems,
     };
-    let expanded = expand_env(text, |name| std::env::var(name).ok()).map_err(|p| invalid(vec![p]))?;
+    let expanded =
+        expand_env(text, |name| std::env::var(name).ok()).map_err(|p| invalid(vec![p]))?;
     let config: T = toml::from_str(&expanded).map_err(|e| {
         let (line, key) = match e.span() {
             Some(span) => {
@@ -172,7 +173,8 @@ pub fn expand_env(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result
                 Some((n, d)) => (n, Some(d)),
                 None => (expr, None),
             };
-            let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            let valid =
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
                 return Err(Located {
                     line: Some(line_of(text, consumed + i)),
@@ -273,12 +275,11 @@ pub fn find_key_line(text: &str, key: &str) -> Option<usize> {
             }
             continue;
         }
-        if current.as_deref() == table {
-            if let Some((k, _)) = line.split_once('=') {
-                if k.trim().trim_matches('"') == leaf {
-                    return Some(i + 1);
-                }
-            }
+        if current.as_deref() == table
+            && let Some((k, _)) = line.split_once('=')
+            && k.trim().trim_matches('"') == leaf
+        {
+            return Some(i + 1);
         }
     }
     header_line
@@ -320,7 +321,10 @@ mod tests {
 
     #[test]
     fn expands_variables_and_defaults() {
-        assert_eq!(expand_env("a=${HOME_DIR}/b", lookup).as_deref(), Ok("a=/home/x/b"));
+        assert_eq!(
+            expand_env("a=${HOME_DIR}/b", lookup).as_deref(),
+            Ok("a=/home/x/b")
+        );
         assert_eq!(expand_env("${NOPE:-d}", lookup).as_deref(), Ok("d"));
         assert_eq!(expand_env("$$5 and $x", lookup).as_deref(), Ok("$5 and $x"));
         let err = expand_env("\n\nx=${NOPE}", lookup).expect_err("unset accepted");
@@ -334,20 +338,27 @@ mod tests {
         let text = "[server]\naddr = \"x\"\nworkrs = 2\n";
         let err = parse::<Conf>(text, Path::new("c.toml")).expect_err("accepted");
         let msg = err.to_string();
-        assert!(msg.starts_with("c.toml:3: key `server.workrs`: unknown field"), "{msg}");
+        assert!(
+            msg.starts_with("c.toml:3: key `server.workrs`: unknown field"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn type_errors_are_located() {
         let text = "[server]\naddr = 5\nworkers = 1\n";
-        let msg = parse::<Conf>(text, Path::new("c.toml")).expect_err("accepted").to_string();
+        let msg = parse::<Conf>(text, Path::new("c.toml"))
+            .expect_err("accepted")
+            .to_string();
         assert!(msg.starts_with("c.toml:2: key `server.addr`"), "{msg}");
     }
 
     #[test]
     fn validation_problems_are_located() {
         let text = "# comment\n[server]\naddr = \"x\"\nworkers = 0\n";
-        let msg = parse::<Conf>(text, Path::new("c.toml")).expect_err("accepted").to_string();
+        let msg = parse::<Conf>(text, Path::new("c.toml"))
+            .expect_err("accepted")
+            .to_string();
         assert_eq!(msg, "c.toml:4: key `server.workers`: must be at least 1");
     }
 }

@@ -234,7 +234,9 @@ impl fmt::Display for Severity {
 
 /// The error for a severity name that is not known.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown severity {0:?} (expected emergency, alert, critical, error, warning, notice, info, debug or trace)")]
+#[error(
+    "unknown severity {0:?} (expected emergency, alert, critical, error, warning, notice, info, debug or trace)"
+)]
 pub struct UnknownSeverity(pub String);
 
 impl FromStr for Severity {

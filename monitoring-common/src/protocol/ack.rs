@@ -62,7 +62,12 @@ impl Ack {
     }
 
     /// Ask the agent to resend later.
-    pub fn retry_later(stream_id: u64, sequence: u64, retry_after_ms: u32, reason: impl Into<String>) -> Ack {
+    pub fn retry_later(
+        stream_id: u64,
+        sequence: u64,
+        retry_after_ms: u32,
+        reason: impl Into<String>,
+    ) -> Ack {
         Ack {
             status: AckStatus::RetryLater,
             retry_after_ms,
@@ -161,7 +166,7 @@ mod tests {
 
         #[test]
         fn garbage_never_panics(data in prop::collection::vec(any::<u8>(), 0..64)) {
-            let _ = Ack::decode(&data);
+            let _outcome = Ack::decode(&data);
         }
     }
 

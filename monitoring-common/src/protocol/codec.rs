@@ -61,7 +61,13 @@ pub enum CodecError {
 
 impl Codec {
     /// All codecs, in wire-code order.
-    pub const ALL: [Codec; 5] = [Codec::None, Codec::Snappy, Codec::Lz4, Codec::Gzip, Codec::Zstd];
+    pub const ALL: [Codec; 5] = [
+        Codec::None,
+        Codec::Snappy,
+        Codec::Lz4,
+        Codec::Gzip,
+        Codec::Zstd,
+    ];
 
     /// The codec with the given wire code.
     pub fn from_code(code: u8) -> Result<Codec, CodecError> {
@@ -102,20 +108,26 @@ impl Codec {
             }
             Codec::Lz4 => {
                 let start = out.len();
-                out.resize(start + lz4_flex::block::get_maximum_output_size(input.len()), 0);
+                out.resize(
+                    start + lz4_flex::block::get_maximum_output_size(input.len()),
+                    0,
+                );
                 let n = lz4_flex::block::compress_into(input, &mut out[start..]).unwrap_or(0);
                 out.truncate(start + n);
             }
             Codec::Gzip => {
                 let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
-                // Writing into a Vec cannot fail.
-                let _ = enc.write_all(input).and_then(|()| enc.try_finish());
+                enc.write_all(input)
+                    .and_then(|()| enc.try_finish())
+                    .expect("writing to a Vec cannot fail");
             }
             Codec::Zstd => {
                 // Level 3 is zstd's default: most of the ratio at a fraction of the cost.
-                if let Ok(mut enc) = zstd::stream::write::Encoder::new(out, 3) {
-                    let _ = enc.write_all(input).and_then(|()| enc.do_finish());
-                }
+                let mut enc = zstd::stream::write::Encoder::new(out, 3)
+                    .expect("level 3 is valid and a Vec writer cannot fail");
+                enc.write_all(input)
+                    .and_then(|()| enc.do_finish())
+                    .expect("writing to a Vec cannot fail");
             }
         }
     }
@@ -154,14 +166,15 @@ impl Codec {
                 out.truncate(n);
                 out
             }
-            Codec::Gzip => {
-                read_bounded(flate2::read::GzDecoder::new(input), declared).map_err(|e| match e {
+            Codec::Gzip => read_bounded(flate2::read::GzDecoder::new(input), declared).map_err(
+                |e| match e {
                     BoundedReadError::TooLarge => CodecError::TooLarge { declared },
                     BoundedReadError::Io(e) => corrupt(e.to_string()),
-                })?
-            }
+                },
+            )?,
             Codec::Zstd => {
-                let dec = zstd::stream::read::Decoder::new(input).map_err(|e| corrupt(e.to_string()))?;
+                let dec =
+                    zstd::stream::read::Decoder::new(input).map_err(|e| corrupt(e.to_string()))?;
                 read_bounded(dec, declared).map_err(|e| match e {
                     BoundedReadError::TooLarge => CodecError::TooLarge { declared },
                     BoundedReadError::Io(e) => corrupt(e.to_string()),
@@ -214,7 +227,9 @@ impl FromStr for Codec {
         Codec::ALL
             .into_iter()
             .find(|c| c.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| format!("unknown codec {s:?} (expected none, snappy, lz4, gzip or zstd)"))
+            .ok_or_else(|| {
+                format!("unknown codec {s:?} (expected none, snappy, lz4, gzip or zstd)")
+            })
     }
 }
 

@@ -113,7 +113,8 @@ impl FrameHeader {
             return Err(FrameError::BadMagic);
         }
         let u16_at = |i: usize| u16::from_le_bytes([frame[i], frame[i + 1]]);
-        let u32_at = |i: usize| u32::from_le_bytes([frame[i], frame[i + 1], frame[i + 2], frame[i + 3]]);
+        let u32_at =
+            |i: usize| u32::from_le_bytes([frame[i], frame[i + 1], frame[i + 2], frame[i + 3]]);
         let u64_at = |i: usize| {
             let mut b = [0u8; 8];
             b.copy_from_slice(&frame[i..i + 8]);
@@ -190,7 +191,13 @@ impl FrameHeader {
 ///
 /// # Panics
 /// Never for payloads under 4 GiB; the agent's batch limits keep them far below.
-pub fn encode_frame(codec: Codec, stream_id: u64, sequence: u64, event_count: u32, payload: &[u8]) -> Vec<u8> {
+pub fn encode_frame(
+    codec: Codec,
+    stream_id: u64,
+    sequence: u64,
+    event_count: u32,
+    payload: &[u8],
+) -> Vec<u8> {
     let header = FrameHeader {
         version: PROTOCOL_VERSION,
         codec,
@@ -241,7 +248,7 @@ mod tests {
 
         #[test]
         fn arbitrary_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..512)) {
-            let _ = decode_frame(&data, &Limits::default());
+            let _outcome = decode_frame(&data, &Limits::default());
         }
     }
 
@@ -282,31 +289,52 @@ mod tests {
             max_events_per_batch: 0,
             ..Limits::default()
         };
-        assert!(matches!(decode_frame(&bytes, &few), Err(FrameError::TooManyEvents { .. })));
+        assert!(matches!(
+            decode_frame(&bytes, &few),
+            Err(FrameError::TooManyEvents { .. })
+        ));
         let tiny = Limits {
             max_frame_bytes: 33,
             ..Limits::default()
         };
-        assert!(matches!(decode_frame(&bytes, &tiny), Err(FrameError::FrameTooLarge { .. })));
+        assert!(matches!(
+            decode_frame(&bytes, &tiny),
+            Err(FrameError::FrameTooLarge { .. })
+        ));
     }
 
     #[test]
     fn bad_headers_are_named() {
         let payload = encode_events(&[]);
         let good = encode_frame(Codec::None, 7, 9, 0, &payload);
-        assert_eq!(decode_frame(&good[..10], &Limits::default()), Err(FrameError::Short(10)));
+        assert_eq!(
+            decode_frame(&good[..10], &Limits::default()),
+            Err(FrameError::Short(10))
+        );
         let mut b = good.clone();
         b[0] = b'X';
-        assert_eq!(decode_frame(&b, &Limits::default()), Err(FrameError::BadMagic));
+        assert_eq!(
+            decode_frame(&b, &Limits::default()),
+            Err(FrameError::BadMagic)
+        );
         let mut b = good.clone();
         b[3] = 42;
-        assert_eq!(decode_frame(&b, &Limits::default()), Err(FrameError::UnknownCodec(42)));
+        assert_eq!(
+            decode_frame(&b, &Limits::default()),
+            Err(FrameError::UnknownCodec(42))
+        );
         assert_eq!(FrameHeader::peek_id(&b), Some((7, 9)));
         let mut b = good.clone();
         b[2] = 2;
-        assert_eq!(decode_frame(&b, &Limits::default()), Err(FrameError::Version(2)));
+        assert_eq!(
+            decode_frame(&b, &Limits::default()),
+            Err(FrameError::Version(2))
+        );
         let mut b = good;
         b[4] = 1;
-        assert_eq!(decode_frame(&b, &Limits::default()), Err(FrameError::Flags(1)));
+        assert_eq!(
+            decode_frame(&b, &Limits::default()),
+            Err(FrameError::Flags(1))
+        );
     }
 }

@@ -328,7 +328,9 @@ impl<'a> Reader<'a> {
             KIND_LOG => {
                 let severity = match self.u8()? {
                     NO_SEVERITY => None,
-                    code => Some(Severity::from_code(code).ok_or_else(|| self.err("unknown severity"))?),
+                    code => Some(
+                        Severity::from_code(code).ok_or_else(|| self.err("unknown severity"))?,
+                    ),
                 };
                 let message = self.str()?;
                 let n = self.count(2)?;
@@ -413,7 +415,11 @@ pub(crate) mod tests {
     fn finite() -> impl Strategy<Value = f64> {
         // NaN != NaN would fail equality, not the codec; finite values and infinities
         // cover the encoding.
-        prop_oneof![-1e300f64..1e300, Just(f64::INFINITY), Just(f64::NEG_INFINITY)]
+        prop_oneof![
+            -1e300f64..1e300,
+            Just(f64::INFINITY),
+            Just(f64::NEG_INFINITY)
+        ]
     }
 
     fn value() -> impl Strategy<Value = Value> {
@@ -430,34 +436,82 @@ pub(crate) mod tests {
         prop_oneof![
             finite().prop_map(|value| MetricValue::Gauge { value }),
             finite().prop_map(|value| MetricValue::Counter { value }),
-            (any::<u64>(), finite(), prop::collection::vec((finite(), any::<u64>()), 0..5)).prop_map(
-                |(count, sum, buckets)| MetricValue::Histogram { count, sum, buckets }
-            ),
-            (any::<u64>(), finite(), prop::collection::vec((finite(), finite()), 0..5)).prop_map(
-                |(count, sum, quantiles)| MetricValue::Summary { count, sum, quantiles }
-            ),
+            (
+                any::<u64>(),
+                finite(),
+                prop::collection::vec((finite(), any::<u64>()), 0..5)
+            )
+                .prop_map(|(count, sum, buckets)| MetricValue::Histogram {
+                    count,
+                    sum,
+                    buckets
+                }),
+            (
+                any::<u64>(),
+                finite(),
+                prop::collection::vec((finite(), finite()), 0..5)
+            )
+                .prop_map(|(count, sum, quantiles)| MetricValue::Summary {
+                    count,
+                    sum,
+                    quantiles
+                }),
         ]
     }
 
     /// Any event, for property tests here and in the frame module.
     pub(crate) fn event() -> impl Strategy<Value = Event> {
         let kind = prop_oneof![
-            (".{0,200}", proptest::option::of(0u8..9), prop::collection::btree_map("[a-z_]{1,8}", value(), 0..4))
+            (
+                ".{0,200}",
+                proptest::option::of(0u8..9),
+                prop::collection::btree_map("[a-z_]{1,8}", value(), 0..4)
+            )
                 .prop_map(|(message, sev, fields)| EventKind::Log(LogEvent {
                     message,
                     severity: sev.and_then(Severity::from_code),
                     fields,
                 })),
-            ("[a-z_]{1,30}", metric_value()).prop_map(|(name, value)| EventKind::Metric(MetricEvent { name, value })),
-            (any::<IpAddr>(), any::<IpAddr>(), any::<u16>(), any::<u16>(), any::<u8>(), any::<i64>(),
-             any::<[u64; 4]>(), any::<u8>())
-                .prop_map(|(s, d, sp, dp, protocol, end_ns, n, tcp_flags)| EventKind::Flow(FlowEvent {
-                    src_addr: s, dst_addr: d, src_port: sp, dst_port: dp, protocol, end_ns,
-                    bytes_out: n[0], bytes_in: n[1], packets_out: n[2], packets_in: n[3], tcp_flags,
-                })),
+            ("[a-z_]{1,30}", metric_value())
+                .prop_map(|(name, value)| EventKind::Metric(MetricEvent { name, value })),
+            (
+                any::<IpAddr>(),
+                any::<IpAddr>(),
+                any::<u16>(),
+                any::<u16>(),
+                any::<u8>(),
+                any::<i64>(),
+                any::<[u64; 4]>(),
+                any::<u8>()
+            )
+                .prop_map(|(s, d, sp, dp, protocol, end_ns, n, tcp_flags)| {
+                    EventKind::Flow(FlowEvent {
+                        src_addr: s,
+                        dst_addr: d,
+                        src_port: sp,
+                        dst_port: dp,
+                        protocol,
+                        end_ns,
+                        bytes_out: n[0],
+                        bytes_in: n[1],
+                        packets_out: n[2],
+                        packets_in: n[3],
+                        tcp_flags,
+                    })
+                }),
         ];
-        (any::<i64>(), ".{0,40}", prop::collection::btree_map("[a-z]{1,6}", ".{0,10}", 0..4), kind)
-            .prop_map(|(timestamp_ns, source, labels, kind)| Event { timestamp_ns, source, labels, kind })
+        (
+            any::<i64>(),
+            ".{0,40}",
+            prop::collection::btree_map("[a-z]{1,6}", ".{0,10}", 0..4),
+            kind,
+        )
+            .prop_map(|(timestamp_ns, source, labels, kind)| Event {
+                timestamp_ns,
+                source,
+                labels,
+                kind,
+            })
     }
 
     proptest! {
@@ -476,7 +530,7 @@ pub(crate) mod tests {
 
         #[test]
         fn garbage_never_panics(data in prop::collection::vec(any::<u8>(), 0..256), count in 0u32..1_000_000) {
-            let _ = decode_events(&data, count);
+            let _outcome = decode_events(&data, count);
         }
     }
 
