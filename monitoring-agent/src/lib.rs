@@ -15,6 +15,7 @@
 //! Acknowledgements flow back from transport to the sources' [`pipeline::SourceProgress`]
 //! and are the only thing that does.
 
+pub mod agent;
 pub mod buffer;
 pub mod collectors;
 pub mod config;

@@ -1,1 +1,423 @@
-//! (being written)
+//! The agent's own metrics, defined and registered in one place.
+//!
+//! Each component gets a small struct of cheap, cloneable handles (`Counter`, `Gauge`,
+//! `Family`); [`Telemetry::new`] creates them all and registers them in one
+//! prometheus-client [`Registry`] that the control server renders at `GET /metrics`.
+//! Counters are named without their `_total` suffix: the encoder appends it.
+//!
+//! Every event the agent gives up on is counted in one family,
+//! `monitoring_agent_events_dropped_total{reason}`, so that a single alert covers
+//! every way of losing data by policy. Its reasons are the [`DropReason`] values.
+
+use std::sync::Arc;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::collectors::logs::FileMetrics;
+
+/// Label set of one-label families: `[("reason", value)]` and the like. Values are
+/// always `'static` strings from a closed list, so cardinality stays bounded.
+pub type OneLabel = [(&'static str, &'static str); 1];
+
+/// Why events were dropped; the `reason` label of `monitoring_agent_events_dropped_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The buffer was full under `when_full = "drop_oldest"`: the oldest event made room.
+    DropOldest,
+    /// The buffer was full under `when_full = "drop_newest"`: the new event was refused.
+    DropNewest,
+    /// The buffer was full under `when_full = "block"` and a source that must not block
+    /// (host metrics) skipped its sample.
+    SampleSkipped,
+    /// The collector rejected the batch for good (malformed, over a limit).
+    Rejected,
+}
+
+impl DropReason {
+    /// Every reason, so that each series exists (at zero) from the start.
+    pub const ALL: [DropReason; 4] = [
+        DropReason::DropOldest,
+        DropReason::DropNewest,
+        DropReason::SampleSkipped,
+        DropReason::Rejected,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::DropOldest => "drop_oldest",
+            DropReason::DropNewest => "drop_newest",
+            DropReason::SampleSkipped => "sample_skipped",
+            DropReason::Rejected => "rejected",
+        }
+    }
+}
+
+/// The counter of dropped events, shared by every component that may drop.
+#[derive(Debug, Clone, Default)]
+pub struct DroppedEvents(Family<OneLabel, Counter>);
+
+impl DroppedEvents {
+    /// Counts `n` events dropped for `reason`.
+    pub fn add(&self, reason: DropReason, n: u64) {
+        self.0
+            .get_or_create(&[("reason", reason.as_str())])
+            .inc_by(n);
+    }
+
+    /// Events dropped so far for `reason`.
+    pub fn get(&self, reason: DropReason) -> u64 {
+        self.0.get_or_create(&[("reason", reason.as_str())]).get()
+    }
+}
+
+/// Metrics of the ring buffer.
+#[derive(Debug, Clone, Default)]
+pub struct BufferMetrics {
+    /// Events accepted into the buffer.
+    pub received_events: Counter,
+    /// Events in the buffer now.
+    pub events: Gauge,
+    /// Capacity of the buffer in events.
+    pub capacity_events: Gauge,
+    /// Times a sender had to wait for room (backpressure reaching the sources).
+    pub blocked_sends: Counter,
+    /// Events dropped by the `when_full` policy.
+    pub dropped: DroppedEvents,
+}
+
+/// Metrics of the batcher.
+#[derive(Debug, Clone, Default)]
+pub struct BatcherMetrics {
+    /// Batches built, by what closed them (`events`, `bytes`, `interval`, `shutdown`).
+    pub batches: Family<OneLabel, Counter>,
+    /// Events put into batches.
+    pub events: Counter,
+    /// Payload bytes before compression.
+    pub uncompressed_bytes: Counter,
+    /// Frame bytes after compression, header included.
+    pub compressed_bytes: Counter,
+}
+
+/// Metrics of the transport.
+#[derive(Debug, Clone)]
+pub struct TransportMetrics {
+    /// Frames written to the socket, resends included.
+    pub sent_batches: Counter,
+    /// Events in those frames.
+    pub sent_events: Counter,
+    /// Frame bytes written, resends included.
+    pub sent_bytes: Counter,
+    /// Frames sent again, by why (`retry_later`, `reconnect`).
+    pub resent_batches: Family<OneLabel, Counter>,
+    /// Batches acknowledged as committed.
+    pub acked_batches: Counter,
+    /// Events in those batches.
+    pub acked_events: Counter,
+    /// Batches the collector rejected for good (their events count as dropped).
+    pub rejected_batches: Counter,
+    /// Connection attempts, by `result` (`ok`, `error`).
+    pub connects: Family<OneLabel, Counter>,
+    /// Connections lost or closed after being established.
+    pub disconnects: Counter,
+    /// 1 while connected to the collector, else 0.
+    pub connected: Gauge,
+    /// Batches sent and not yet acknowledged.
+    pub in_flight_batches: Gauge,
+    /// Seconds from (last) send to acknowledgement.
+    pub ack_latency_seconds: Histogram,
+    /// Events rejected by the collector, counted with the other drops.
+    pub dropped: DroppedEvents,
+}
+
+impl Default for TransportMetrics {
+    fn default() -> Self {
+        TransportMetrics {
+            sent_batches: Counter::default(),
+            sent_events: Counter::default(),
+            sent_bytes: Counter::default(),
+            resent_batches: Family::default(),
+            acked_batches: Counter::default(),
+            acked_events: Counter::default(),
+            rejected_batches: Counter::default(),
+            connects: Family::default(),
+            disconnects: Counter::default(),
+            connected: Gauge::default(),
+            in_flight_batches: Gauge::default(),
+            // 1 ms to ~65 s: a local commit to a collector under heavy backpressure.
+            ack_latency_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
+            dropped: DroppedEvents::default(),
+        }
+    }
+}
+
+/// Metrics of the host metrics source.
+#[derive(Debug, Clone)]
+pub struct HostMetrics {
+    /// Samples taken.
+    pub collections: Counter,
+    /// Samples skipped because the buffer was full (their events count as dropped).
+    pub skipped_samples: Counter,
+    /// Seconds one sample took to collect.
+    pub collection_seconds: Histogram,
+    /// Events skipped with their samples, counted with the other drops.
+    pub dropped: DroppedEvents,
+}
+
+impl Default for HostMetrics {
+    fn default() -> Self {
+        HostMetrics {
+            collections: Counter::default(),
+            skipped_samples: Counter::default(),
+            collection_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            dropped: DroppedEvents::default(),
+        }
+    }
+}
+
+/// Every metric of the agent and the registry that renders them.
+#[derive(Debug)]
+pub struct Telemetry {
+    registry: Registry,
+    /// Ring buffer metrics.
+    pub buffer: BufferMetrics,
+    /// Batcher metrics.
+    pub batcher: BatcherMetrics,
+    /// Transport metrics.
+    pub transport: TransportMetrics,
+    /// Host metrics source metrics.
+    pub host: HostMetrics,
+    /// File tailer metrics (defined by the tailer, registered here).
+    pub files: Arc<FileMetrics>,
+    /// The shared dropped-events counter.
+    pub dropped: DroppedEvents,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Telemetry::new()
+    }
+}
+
+impl Telemetry {
+    /// Creates and registers every metric of the agent.
+    pub fn new() -> Telemetry {
+        let mut registry = Registry::default();
+        let dropped = DroppedEvents::default();
+        for reason in DropReason::ALL {
+            dropped.add(reason, 0);
+        }
+        registry.register(
+            "monitoring_agent_events_dropped",
+            "Events the agent gave up on, by reason (buffer policy, skipped sample, rejected by the collector)",
+            dropped.0.clone(),
+        );
+
+        let buffer = BufferMetrics {
+            dropped: dropped.clone(),
+            ..BufferMetrics::default()
+        };
+        let r = &mut registry;
+        r.register(
+            "monitoring_agent_buffer_received_events",
+            "Events accepted into the ring buffer",
+            buffer.received_events.clone(),
+        );
+        r.register(
+            "monitoring_agent_buffer_events",
+            "Events in the ring buffer now",
+            buffer.events.clone(),
+        );
+        r.register(
+            "monitoring_agent_buffer_capacity_events",
+            "Capacity of the ring buffer in events",
+            buffer.capacity_events.clone(),
+        );
+        r.register(
+            "monitoring_agent_buffer_blocked_sends",
+            "Times a source had to wait for room in the ring buffer",
+            buffer.blocked_sends.clone(),
+        );
+
+        let batcher = BatcherMetrics::default();
+        r.register(
+            "monitoring_agent_batches",
+            "Batches built, by what closed them",
+            batcher.batches.clone(),
+        );
+        r.register(
+            "monitoring_agent_batch_events",
+            "Events put into batches",
+            batcher.events.clone(),
+        );
+        r.register(
+            "monitoring_agent_batch_uncompressed_bytes",
+            "Batch payload bytes before compression",
+            batcher.uncompressed_bytes.clone(),
+        );
+        r.register(
+            "monitoring_agent_batch_compressed_bytes",
+            "Batch frame bytes after compression",
+            batcher.compressed_bytes.clone(),
+        );
+
+        let transport = TransportMetrics {
+            dropped: dropped.clone(),
+            ..TransportMetrics::default()
+        };
+        register_transport(r, &transport);
+
+        let host = HostMetrics {
+            dropped: dropped.clone(),
+            ..HostMetrics::default()
+        };
+        r.register(
+            "monitoring_agent_host_collections",
+            "Host metric samples taken",
+            host.collections.clone(),
+        );
+        r.register(
+            "monitoring_agent_host_skipped_samples",
+            "Host metric samples skipped because the buffer was full",
+            host.skipped_samples.clone(),
+        );
+        r.register(
+            "monitoring_agent_host_collection_seconds",
+            "Seconds one host metric sample took",
+            host.collection_seconds.clone(),
+        );
+
+        let files = Arc::new(FileMetrics::default());
+        files.register(r);
+
+        Telemetry {
+            registry,
+            buffer,
+            batcher,
+            transport,
+            host,
+            files,
+            dropped,
+        }
+    }
+
+    /// The registry, for rendering.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Renders every metric in the Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail; should it ever, render nothing rather
+        // than half a document.
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+fn register_transport(r: &mut Registry, t: &TransportMetrics) {
+    for reason in ["retry_later", "reconnect"] {
+        t.resent_batches
+            .get_or_create(&[("reason", reason)])
+            .inc_by(0);
+    }
+    for result in ["ok", "error"] {
+        t.connects.get_or_create(&[("result", result)]).inc_by(0);
+    }
+    let counters: [(&str, &str, &Counter); 7] = [
+        (
+            "monitoring_agent_transport_sent_batches",
+            "Batch frames written to the collector, resends included",
+            &t.sent_batches,
+        ),
+        (
+            "monitoring_agent_transport_sent_events",
+            "Events in the frames written, resends included",
+            &t.sent_events,
+        ),
+        (
+            "monitoring_agent_transport_sent_bytes",
+            "Frame bytes written to the collector, resends included",
+            &t.sent_bytes,
+        ),
+        (
+            "monitoring_agent_transport_acked_batches",
+            "Batches the collector acknowledged as committed",
+            &t.acked_batches,
+        ),
+        (
+            "monitoring_agent_transport_acked_events",
+            "Events in acknowledged batches",
+            &t.acked_events,
+        ),
+        (
+            "monitoring_agent_transport_rejected_batches",
+            "Batches the collector rejected for good",
+            &t.rejected_batches,
+        ),
+        (
+            "monitoring_agent_transport_disconnects",
+            "Connections to the collector lost after being established",
+            &t.disconnects,
+        ),
+    ];
+    for (name, help, counter) in counters {
+        r.register(name, help, counter.clone());
+    }
+    r.register(
+        "monitoring_agent_transport_resent_batches",
+        "Batch frames sent again, by why",
+        t.resent_batches.clone(),
+    );
+    r.register(
+        "monitoring_agent_transport_connects",
+        "Connection attempts to the collector, by result",
+        t.connects.clone(),
+    );
+    r.register(
+        "monitoring_agent_transport_connected",
+        "1 while connected to the collector, else 0",
+        t.connected.clone(),
+    );
+    r.register(
+        "monitoring_agent_transport_in_flight_batches",
+        "Batches sent and not yet acknowledged",
+        t.in_flight_batches.clone(),
+    );
+    r.register(
+        "monitoring_agent_transport_ack_latency_seconds",
+        "Seconds from sending a batch to its acknowledgement",
+        t.ack_latency_seconds.clone(),
+    );
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_renders_with_its_suffix() {
+        let t = Telemetry::new();
+        t.buffer.dropped.add(DropReason::DropNewest, 3);
+        t.transport.acked_batches.inc();
+        let text = t.encode();
+        assert!(
+            text.contains("monitoring_agent_events_dropped_total{reason=\"drop_newest\"} 3"),
+            "{text}"
+        );
+        assert!(text.contains("monitoring_agent_events_dropped_total{reason=\"rejected\"} 0"));
+        assert!(text.contains("monitoring_agent_transport_acked_batches_total 1"));
+        assert!(text.contains("monitoring_agent_transport_ack_latency_seconds_bucket"));
+        assert!(text.contains("monitoring_agent_buffer_events "));
+        // The buffer and the transport count into the same family.
+        assert_eq!(t.dropped.get(DropReason::DropNewest), 3);
+    }
+}

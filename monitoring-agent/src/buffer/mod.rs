@@ -1,1 +1,473 @@
-//! (being written)
+//! The ring buffer between sources and the batcher: bounded, lock-free, with an
+//! explicit policy for when it is full.
+//!
+//! Events live in a `crossbeam_queue::ArrayQueue` of `[buffer] max_events` slots, so
+//! memory is bounded no matter how slow the collector is. What happens when it is full
+//! is `[buffer] when_full`:
+//!
+//! - `block` (default): a sender waits for room. For tailed files this is the
+//!   backpressure DESIGN.md asks for: the tailer stops reading and the data stays on
+//!   disk, where it is safe.
+//! - `drop_oldest`: the oldest buffered event is evicted to make room.
+//! - `drop_newest`: the new event is refused.
+//!
+//! Every drop is counted in `monitoring_agent_events_dropped_total{reason}`. Dropping a
+//! tracked event (one with a checkpoint position) loses that line for good once a later
+//! one is acknowledged: that is what the drop policies mean, and why `block` is the
+//! default.
+//!
+//! Sources that must never wait (host metrics: a stalled sampler is worse than a
+//! missing sample) use [`RingBuffer::try_send_all`], which under `block` refuses a
+//! whole sample rather than wait; the caller counts the skipped sample.
+//!
+//! Wakeups use `tokio::sync::Notify` with the register-then-recheck pattern, so none
+//! is lost between a failed push or pop and going to sleep. [`RingBuffer::close`] ends
+//! the stream: senders get [`Closed`], and the receiver drains what is left and then
+//! sees the end.
+
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crossbeam_queue::ArrayQueue;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::pipeline::{Closed, Envelope, EventOutput};
+use crate::telemetry::{BufferMetrics, DropReason};
+
+/// What the buffer does with a new event when it is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Wait for room (backpressure to the sources).
+    #[default]
+    Block,
+    /// Evict the oldest buffered event.
+    DropOldest,
+    /// Refuse the new event.
+    DropNewest,
+}
+
+/// Result of [`RingBuffer::try_send_all`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrySendOutcome {
+    /// Every event was handed to the buffer (under a drop policy some may have been
+    /// dropped by that policy and counted).
+    Sent,
+    /// Under `block`, there was no room for the whole sample; nothing was sent.
+    Skipped,
+    /// Under `block`, another sender took the room between the check and the pushes:
+    /// this many events at the end did not fit and were not sent.
+    Partial(usize),
+}
+
+struct Shared {
+    queue: ArrayQueue<Envelope>,
+    policy: WhenFull,
+    closed: AtomicBool,
+    /// Signalled when an event was pushed (or on close); one consumer waits on it.
+    not_empty: Notify,
+    /// Signalled when events were popped (or on close); blocked senders wait on it.
+    not_full: Notify,
+    metrics: BufferMetrics,
+}
+
+/// A handle to the ring buffer. Clones share one buffer; there must be one consumer
+/// (the batcher) calling [`RingBuffer::recv_many`].
+#[derive(Clone)]
+pub struct RingBuffer {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for RingBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RingBuffer")
+            .field("len", &self.len())
+            .field("capacity", &self.capacity())
+            .field("policy", &self.shared.policy)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl RingBuffer {
+    /// A buffer of `capacity` events (at least 1) with the given policy.
+    pub fn new(capacity: usize, policy: WhenFull, metrics: BufferMetrics) -> RingBuffer {
+        let capacity = capacity.max(1);
+        metrics
+            .capacity_events
+            .set(i64::try_from(capacity).unwrap_or(i64::MAX));
+        RingBuffer {
+            shared: Arc::new(Shared {
+                queue: ArrayQueue::new(capacity),
+                policy,
+                closed: AtomicBool::new(false),
+                not_empty: Notify::new(),
+                not_full: Notify::new(),
+                metrics,
+            }),
+        }
+    }
+
+    /// Events buffered now.
+    pub fn len(&self) -> usize {
+        self.shared.queue.len()
+    }
+
+    /// Whether nothing is buffered.
+    pub fn is_empty(&self) -> bool {
+        self.shared.queue.is_empty()
+    }
+
+    /// Capacity in events.
+    pub fn capacity(&self) -> usize {
+        self.shared.queue.capacity()
+    }
+
+    /// The `when_full` policy.
+    pub fn policy(&self) -> WhenFull {
+        self.shared.policy
+    }
+
+    /// Whether [`RingBuffer::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// Ends the stream: senders get [`Closed`] from now on (blocked ones wake up), and
+    /// the consumer receives what is left, then `None`.
+    pub fn close(&self) {
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.not_full.notify_waiters();
+        self.shared.not_empty.notify_one();
+    }
+
+    /// Hands over one event, applying the policy; under `block` waits for room.
+    pub async fn send(&self, envelope: Envelope) -> Result<(), Closed> {
+        let s = &*self.shared;
+        let mut envelope = match self.push(envelope)? {
+            None => return Ok(()),
+            Some(back) => back,
+        };
+        // Only `block` gets here: the queue was full.
+        s.metrics.blocked_sends.inc();
+        loop {
+            let mut notified = pin!(s.not_full.notified());
+            notified.as_mut().enable();
+            // Retry after registering, so a pop between the failed push and the
+            // registration is not missed.
+            envelope = match self.push(envelope)? {
+                None => return Ok(()),
+                Some(back) => back,
+            };
+            notified.await;
+        }
+    }
+
+    /// Tries to push; applies drop policies; under `block` gives the envelope back
+    /// when the queue is full.
+    fn push(&self, envelope: Envelope) -> Result<Option<Envelope>, Closed> {
+        let s = &*self.shared;
+        if s.closed.load(Ordering::Acquire) {
+            return Err(Closed);
+        }
+        let evicted = match s.policy {
+            WhenFull::Block => match s.queue.push(envelope) {
+                Ok(()) => None,
+                Err(back) => return Ok(Some(back)),
+            },
+            WhenFull::DropNewest => match s.queue.push(envelope) {
+                Ok(()) => None,
+                Err(_refused) => {
+                    s.metrics.dropped.add(DropReason::DropNewest, 1);
+                    return Ok(None);
+                }
+            },
+            WhenFull::DropOldest => s.queue.force_push(envelope),
+        };
+        s.metrics.received_events.inc();
+        if evicted.is_some() {
+            s.metrics.dropped.add(DropReason::DropOldest, 1);
+        }
+        s.metrics.events.set(len_i64(s.queue.len()));
+        s.not_empty.notify_one();
+        Ok(None)
+    }
+
+    /// Hands over a whole sample without ever waiting.
+    ///
+    /// Under `block`, a sample that does not fit in the free room is skipped whole
+    /// (nothing is sent); under the drop policies each event is pushed with the
+    /// policy applied. The caller counts skipped samples; events that did not fit are
+    /// returned in the outcome and are the caller's to count.
+    pub fn try_send_all(&self, envelopes: Vec<Envelope>) -> Result<TrySendOutcome, Closed> {
+        let s = &*self.shared;
+        if s.closed.load(Ordering::Acquire) {
+            return Err(Closed);
+        }
+        if s.policy == WhenFull::Block && self.capacity() - self.len() < envelopes.len() {
+            return Ok(TrySendOutcome::Skipped);
+        }
+        let total = envelopes.len();
+        for (i, envelope) in envelopes.into_iter().enumerate() {
+            if self.push(envelope)?.is_some() {
+                return Ok(TrySendOutcome::Partial(total - i));
+            }
+        }
+        Ok(TrySendOutcome::Sent)
+    }
+
+    /// Waits until at least one event is buffered, then moves up to `max` of them into
+    /// `out`. Returns the number moved, or `None` once the buffer is closed and empty.
+    ///
+    /// Cancel-safe: events are only taken in the poll that returns them.
+    pub async fn recv_many(&self, out: &mut Vec<Envelope>, max: usize) -> Option<usize> {
+        let s = &*self.shared;
+        let max = max.max(1);
+        loop {
+            if let Some(n) = self.pop_into(out, max) {
+                return Some(n);
+            }
+            let mut notified = pin!(s.not_empty.notified());
+            notified.as_mut().enable();
+            if let Some(n) = self.pop_into(out, max) {
+                return Some(n);
+            }
+            if s.closed.load(Ordering::Acquire) {
+                // A sender that saw the buffer open may still have pushed after our pop.
+                return self.pop_into(out, max);
+            }
+            notified.await;
+        }
+    }
+
+    fn pop_into(&self, out: &mut Vec<Envelope>, max: usize) -> Option<usize> {
+        let s = &*self.shared;
+        let mut n = 0;
+        while n < max {
+            match s.queue.pop() {
+                Some(e) => {
+                    out.push(e);
+                    n += 1;
+                }
+                None => break,
+            }
+        }
+        if n == 0 {
+            return None;
+        }
+        s.metrics.events.set(len_i64(s.queue.len()));
+        // One wakeup per chunk, not per event.
+        s.not_full.notify_waiters();
+        Some(n)
+    }
+}
+
+fn len_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl EventOutput for RingBuffer {
+    async fn send(&self, envelope: Envelope) -> Result<(), Closed> {
+        RingBuffer::send(self, envelope).await
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
+mod tests {
+    use std::collections::HashSet;
+    use std::time::Duration;
+
+    use monitoring_common::Event;
+
+    use super::*;
+    use crate::telemetry::Telemetry;
+
+    fn env(i: i64) -> Envelope {
+        Envelope::untracked(Event::log(i, "test", i.to_string()))
+    }
+
+    fn ts(e: &Envelope) -> i64 {
+        e.event.timestamp_ns
+    }
+
+    fn buffer(cap: usize, policy: WhenFull) -> (RingBuffer, Telemetry) {
+        let t = Telemetry::new();
+        (RingBuffer::new(cap, policy, t.buffer.clone()), t)
+    }
+
+    async fn drain(b: &RingBuffer) -> Vec<i64> {
+        let mut out = Vec::new();
+        while !b.is_empty() {
+            b.recv_many(&mut out, 100).await;
+        }
+        out.iter().map(ts).collect()
+    }
+
+    #[tokio::test]
+    async fn drop_newest_refuses_and_counts() {
+        let (b, t) = buffer(3, WhenFull::DropNewest);
+        for i in 0..5 {
+            b.send(env(i)).await.unwrap();
+        }
+        assert_eq!(drain(&b).await, vec![0, 1, 2]);
+        assert_eq!(t.dropped.get(DropReason::DropNewest), 2);
+        assert_eq!(t.buffer.received_events.get(), 3);
+    }
+
+    #[tokio::test]
+    async fn drop_oldest_evicts_and_counts() {
+        let (b, t) = buffer(3, WhenFull::DropOldest);
+        for i in 0..5 {
+            b.send(env(i)).await.unwrap();
+        }
+        assert_eq!(drain(&b).await, vec![2, 3, 4]);
+        assert_eq!(t.dropped.get(DropReason::DropOldest), 2);
+    }
+
+    #[tokio::test]
+    async fn block_waits_for_room_and_loses_nothing() {
+        let (b, t) = buffer(2, WhenFull::Block);
+        b.send(env(0)).await.unwrap();
+        b.send(env(1)).await.unwrap();
+        let sender = {
+            let b = b.clone();
+            tokio::spawn(async move { b.send(env(2)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!sender.is_finished(), "a full buffer under block must wait");
+        let mut out = Vec::new();
+        assert_eq!(b.recv_many(&mut out, 1).await, Some(1));
+        sender.await.unwrap().unwrap();
+        out.clear();
+        b.recv_many(&mut out, 10).await;
+        assert_eq!(out.iter().map(ts).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(t.buffer.blocked_sends.get(), 1);
+        assert_eq!(
+            t.dropped.get(DropReason::DropOldest) + t.dropped.get(DropReason::DropNewest),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn close_wakes_blocked_senders_and_the_receiver_drains() {
+        let (b, _t) = buffer(1, WhenFull::Block);
+        b.send(env(0)).await.unwrap();
+        let blocked = {
+            let b = b.clone();
+            tokio::spawn(async move { b.send(env(1)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        b.close();
+        assert_eq!(blocked.await.unwrap(), Err(Closed));
+        assert_eq!(b.send(env(2)).await, Err(Closed));
+        let mut out = Vec::new();
+        assert_eq!(b.recv_many(&mut out, 10).await, Some(1));
+        assert_eq!(b.recv_many(&mut out, 10).await, None);
+    }
+
+    #[tokio::test]
+    async fn receiver_wakes_on_send_and_on_close() {
+        let (b, _t) = buffer(4, WhenFull::Block);
+        let rx = {
+            let b = b.clone();
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                let mut got = 0;
+                while let Some(n) = b.recv_many(&mut out, 10).await {
+                    got += n;
+                }
+                got
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        b.send(env(1)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        b.send(env(2)).await.unwrap();
+        b.close();
+        assert_eq!(rx.await.unwrap(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_producers_one_consumer_under_block() {
+        let (b, _t) = buffer(16, WhenFull::Block);
+        let producers: Vec<_> = (0..8)
+            .map(|p| {
+                let b = b.clone();
+                tokio::spawn(async move {
+                    for i in 0..2_000 {
+                        b.send(env(p * 1_000_000 + i)).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        let consumer = {
+            let b = b.clone();
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                while b.recv_many(&mut out, 7).await.is_some() {}
+                out
+            })
+        };
+        for p in producers {
+            p.await.unwrap();
+        }
+        b.close();
+        let out = consumer.await.unwrap();
+        assert_eq!(out.len(), 16_000);
+        let seen: HashSet<i64> = out.iter().map(ts).collect();
+        assert_eq!(seen.len(), 16_000);
+        // Each producer's events stay in its own order.
+        for p in 0..8 {
+            let mine: Vec<i64> = out.iter().map(ts).filter(|t| t / 1_000_000 == p).collect();
+            assert!(mine.windows(2).all(|w| w[0] < w[1]));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_producers_drop_policies_account_for_every_event() {
+        for policy in [WhenFull::DropOldest, WhenFull::DropNewest] {
+            let (b, t) = buffer(8, policy);
+            let producers: Vec<_> = (0..4)
+                .map(|p| {
+                    let b = b.clone();
+                    tokio::spawn(async move {
+                        for i in 0..1_000 {
+                            b.send(env(p * 10_000 + i)).await.unwrap();
+                        }
+                    })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for p in producers {
+                p.await.unwrap();
+            }
+            b.close();
+            while b.recv_many(&mut out, 3).await.is_some() {}
+            let dropped =
+                t.dropped.get(DropReason::DropOldest) + t.dropped.get(DropReason::DropNewest);
+            assert_eq!(out.len() as u64 + dropped, 4_000, "{policy:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn try_send_all_skips_a_whole_sample_under_block() {
+        let (b, _t) = buffer(4, WhenFull::Block);
+        b.send(env(0)).await.unwrap();
+        let sample: Vec<_> = (1..5).map(env).collect();
+        assert_eq!(b.try_send_all(sample).unwrap(), TrySendOutcome::Skipped);
+        assert_eq!(b.len(), 1);
+        let sample: Vec<_> = (1..4).map(env).collect();
+        assert_eq!(b.try_send_all(sample).unwrap(), TrySendOutcome::Sent);
+        assert_eq!(b.len(), 4);
+
+        let (b, t) = buffer(2, WhenFull::DropNewest);
+        let sample: Vec<_> = (0..3).map(env).collect();
+        assert_eq!(b.try_send_all(sample).unwrap(), TrySendOutcome::Sent);
+        assert_eq!(t.dropped.get(DropReason::DropNewest), 1);
+        b.close();
+        assert_eq!(b.try_send_all(vec![env(9)]), Err(Closed));
+    }
+}

@@ -1,7 +1,9 @@
 //! The agent's pipeline between collectors and transport: what an event carries on
 //! its way ([`Envelope`]), how delivery progress flows back to sources
-//! ([`SourceProgress`]), and the batcher that turns envelopes into frames.
+//! ([`SourceProgress`]), and the [`batcher`] that turns envelopes into frames.
 
+pub mod batcher;
 mod envelope;
 
+pub use batcher::{Batch, BatcherConfig};
 pub use envelope::{Closed, Envelope, EventOutput, SourceProgress};
