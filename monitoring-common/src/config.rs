@@ -146,67 +146,133 @@ pub fn parse<T: DeserializeOwned + Validate>(text: &str, path: &Path) -> Result<
     Err(invalid(located))
 }
 
-/// Expands `${VAR}`, `${VAR:-default}` and `$$`. An unset variable without a default
-/// is an error naming it and its line. Values never span lines in practice; if one
-/// does, later line numbers shift, which is why expansion keeps everything else as is.
+/// Expands `${VAR}`, `${VAR:-default}` and `$$` in values; comments are left alone.
+/// An unset variable without a default is an error naming it and its line; an empty
+/// one takes the default, as in the shell. Values never span lines in practice; if
+/// one does, later line numbers shift, which is why expansion keeps everything else
+/// byte for byte.
 pub fn expand_env(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, Located> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        Plain,
+        Comment,
+        Basic,
+        Literal,
+        MultiBasic,
+        MultiLiteral,
+    }
+    let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    let mut consumed = 0;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        if let Some(tail) = after.strip_prefix('$') {
-            out.push('$');
-            consumed += i + 2;
-            rest = tail;
-        } else if let Some(body) = after.strip_prefix('{') {
-            let Some(end) = body.find('}') else {
-                return Err(Located {
-                    line: Some(line_of(text, consumed + i)),
-                    key: None,
-                    message: "unterminated `${` (write `$$` for a literal dollar sign)".into(),
-                });
-            };
-            let expr = &body[..end];
-            let (name, default) = match expr.split_once(":-") {
-                Some((n, d)) => (n, Some(d)),
-                None => (expr, None),
-            };
-            let valid =
-                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !valid {
-                return Err(Located {
-                    line: Some(line_of(text, consumed + i)),
-                    key: None,
-                    message: format!("`${{{expr}}}` is not a valid variable reference"),
-                });
+    let mut state = State::Plain;
+    let mut copied = 0; // text[copied..i] is still to be copied to `out`
+    let mut i = 0;
+    while i < bytes.len() {
+        let rest = &text[i..];
+        let step = match (state, bytes[i]) {
+            (State::Comment, b'\n') => {
+                state = State::Plain;
+                1
             }
-            match lookup(name).filter(|v| !v.is_empty() || default.is_none()) {
-                Some(v) => out.push_str(&v),
-                None => match default {
-                    Some(d) => out.push_str(d),
-                    None => {
-                        return Err(Located {
-                            line: Some(line_of(text, consumed + i)),
-                            key: None,
-                            message: format!(
-                                "environment variable {name} is not set (use ${{{name}:-default}} to give a default)"
-                            ),
-                        });
-                    }
-                },
+            (State::Comment, _) => 1,
+            (_, b'$') => {
+                out.push_str(&text[copied..i]);
+                let used = expand_one(text, i, &lookup, &mut out)?;
+                copied = i + used;
+                used
             }
-            consumed += i + 2 + end + 1;
-            rest = &body[end + 1..];
-        } else {
-            out.push('$');
-            consumed += i + 1;
-            rest = after;
+            (State::Plain, b'#') => {
+                state = State::Comment;
+                1
+            }
+            (State::Plain, b'"') if rest.starts_with("\"\"\"") => {
+                state = State::MultiBasic;
+                3
+            }
+            (State::Plain, b'\'') if rest.starts_with("\'\'\'") => {
+                state = State::MultiLiteral;
+                3
+            }
+            (State::Plain, b'"') => {
+                state = State::Basic;
+                1
+            }
+            (State::Plain, b'\'') => {
+                state = State::Literal;
+                1
+            }
+            (State::Basic | State::MultiBasic, b'\\') => 2,
+            (State::Basic, b'"')
+            | (State::Literal, b'\'')
+            | (State::Basic | State::Literal, b'\n') => {
+                state = State::Plain;
+                1
+            }
+            (State::MultiBasic, b'"') if rest.starts_with("\"\"\"") => {
+                state = State::Plain;
+                3
+            }
+            (State::MultiLiteral, b'\'') if rest.starts_with("\'\'\'") => {
+                state = State::Plain;
+                3
+            }
+            _ => 1,
+        };
+        i += step;
+    }
+    out.push_str(&text[copied.min(text.len())..]);
+    Ok(out)
+}
+
+/// Expands the reference starting with the `$` at `at`; returns the bytes it used.
+fn expand_one(
+    text: &str,
+    at: usize,
+    lookup: &impl Fn(&str) -> Option<String>,
+    out: &mut String,
+) -> Result<usize, Located> {
+    let err = |message: String| Located {
+        line: Some(line_of(text, at)),
+        key: None,
+        message,
+    };
+    let after = &text[at + 1..];
+    if after.starts_with('$') {
+        out.push('$');
+        return Ok(2);
+    }
+    let Some(body) = after.strip_prefix('{') else {
+        out.push('$');
+        return Ok(1);
+    };
+    let Some(end) = body.find('}') else {
+        return Err(err(
+            "unterminated `${` (write `$$` for a literal dollar sign)".into(),
+        ));
+    };
+    let expr = &body[..end];
+    let (name, default) = match expr.split_once(":-") {
+        Some((n, d)) => (n, Some(d)),
+        None => (expr, None),
+    };
+    let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(err(format!(
+            "`${{{expr}}}` is not a valid variable reference"
+        )));
+    }
+    match (
+        lookup(name).filter(|v| !v.is_empty() || default.is_none()),
+        default,
+    ) {
+        (Some(v), _) => out.push_str(&v),
+        (None, Some(d)) => out.push_str(d),
+        (None, None) => {
+            return Err(err(format!(
+                "environment variable {name} is not set (use ${{{name}:-default}} to give a default)"
+            )));
         }
     }
-    out.push_str(rest);
-    Ok(out)
+    Ok(2 + end + 1)
 }
 
 /// 1-based line of a byte offset.
@@ -331,6 +397,18 @@ mod tests {
         assert_eq!(err.line, Some(3));
         assert!(err.message.contains("NOPE"));
         assert!(expand_env("${unterminated", lookup).is_err());
+        // Comments are not expanded; strings and bare values are.
+        let text =
+            "# uses ${NOPE}\na = \"${HOME_DIR}#x\" # ${NOPE}\nb = '${HOME_DIR}'\nc = ${NOPE:-3}\n";
+        assert_eq!(
+            expand_env(text, lookup).as_deref(),
+            Ok("# uses ${NOPE}\na = \"/home/x#x\" # ${NOPE}\nb = '/home/x'\nc = 3\n")
+        );
+        let escaped = "a = \"q\\\" ${HOME_DIR}\" # ${NOPE}\n";
+        assert_eq!(
+            expand_env(escaped, lookup).as_deref(),
+            Ok("a = \"q\\\" /home/x\" # ${NOPE}\n")
+        );
     }
 
     #[test]
