@@ -1,1 +1,287 @@
-//! (being written)
+//! The collector's configuration (`config/collector.toml`).
+//!
+//! Every section and key is optional and has the default its doc comment names, so
+//! an empty file is a working development setup. Sections that belong to one
+//! component live beside it ([`crate::auth::AuthConfig`],
+//! [`crate::processor::ProcessorConfig`], [`crate::api::ApiConfig`]); this module
+//! holds the top level, the ingest listener and the storage choice.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use monitoring_common::config::{ConfigError, Problem, Validate};
+use monitoring_common::protocol::Limits;
+use serde::Deserialize;
+
+use crate::api::ApiConfig;
+use crate::auth::AuthConfig;
+use crate::processor::ProcessorConfig;
+use crate::storage::sqlite::SqliteConfig;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[server]`: the ingest WebSocket listener.
+    pub server: ServerConfig,
+    /// `[api]`: the REST API listener.
+    pub api: ApiConfig,
+    /// `[auth]`: how agents are authenticated.
+    pub auth: AuthConfig,
+    /// `[processor]`: the worker pool.
+    pub processor: ProcessorConfig,
+    /// `[storage]`: where events are stored.
+    pub storage: StorageConfig,
+}
+
+impl Config {
+    /// Reads, expands `${VAR}`, parses and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        monitoring_common::config::load(path)
+    }
+}
+
+impl Validate for Config {
+    fn validate(&self) -> Vec<Problem> {
+        let mut problems = self.server.validate("server");
+        problems.extend(self.api.validate("api"));
+        problems.extend(self.auth.validate("auth"));
+        problems.extend(self.processor.validate("processor"));
+        problems.extend(self.storage.validate());
+        if self.api.addr == self.server.websocket_addr && self.api.addr.port() != 0 {
+            problems.push(Problem::new(
+                "api.addr",
+                format!(
+                    "is the same address as server.websocket_addr ({}); give each its own port",
+                    self.api.addr
+                ),
+            ));
+        }
+        problems
+    }
+}
+
+/// `[server]`: the ingest WebSocket listener.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address agents connect to; `/ingest` is served there. Default
+    /// `"127.0.0.1:7400"`; use `"0.0.0.0:7400"` to accept remote agents.
+    pub websocket_addr: SocketAddr,
+    /// Most agent connections open at once; more are refused with 503. Default 1024.
+    pub max_connections: usize,
+    /// Most batches of one connection being processed at once; the connection is not
+    /// read further until one is acknowledged. Default 64.
+    pub max_in_flight_per_connection: usize,
+    /// On shutdown, how long connections get to finish and acknowledge the batches
+    /// they are processing, in seconds. Default 10.
+    pub shutdown_timeout_secs: u64,
+    /// `[server.limits]`: bounds on what an agent may send. Defaults: frames of 8 MiB,
+    /// 64 MiB uncompressed, 100,000 events per batch.
+    pub limits: Limits,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            websocket_addr: SocketAddr::from(([127, 0, 0, 1], 7400)),
+            max_connections: 1024,
+            max_in_flight_per_connection: 64,
+            shutdown_timeout_secs: 10,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// The largest `server.limits.max_frame_bytes` accepted (the WebSocket hard cap is
+/// twice that plus 1 MiB).
+pub const MAX_FRAME_BYTES_LIMIT: usize = 1 << 30;
+
+impl ServerConfig {
+    /// Problems with this section; keys are prefixed with `prefix` (e.g. `server`).
+    pub fn validate(&self, prefix: &str) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, key: &str, message: &str| {
+            if !ok {
+                problems.push(Problem::new(format!("{prefix}.{key}"), message));
+            }
+        };
+        check(
+            (1..=1_000_000).contains(&self.max_connections),
+            "max_connections",
+            "must be between 1 and 1000000",
+        );
+        check(
+            (1..=65_536).contains(&self.max_in_flight_per_connection),
+            "max_in_flight_per_connection",
+            "must be between 1 and 65536",
+        );
+        check(
+            self.shutdown_timeout_secs <= 3600,
+            "shutdown_timeout_secs",
+            "must be at most 3600",
+        );
+        let limits = &self.limits;
+        check(
+            (64..=MAX_FRAME_BYTES_LIMIT).contains(&limits.max_frame_bytes),
+            "limits.max_frame_bytes",
+            "must be between 64 and 1073741824 (1 GiB)",
+        );
+        check(
+            (1..=u32::MAX as usize).contains(&limits.max_uncompressed_bytes),
+            "limits.max_uncompressed_bytes",
+            "must be between 1 and 4294967295",
+        );
+        check(
+            limits.max_events_per_batch >= 1,
+            "limits.max_events_per_batch",
+            "must be at least 1",
+        );
+        problems
+    }
+
+    /// The WebSocket message size past which a connection is closed instead of
+    /// answered: twice the frame limit plus 1 MiB. Frames between the limit and this
+    /// cap get a `rejected` acknowledgement; beyond it the peer is not speaking the
+    /// protocol and reading its message would cost unbounded memory.
+    pub fn hard_message_cap(&self) -> usize {
+        self.limits
+            .max_frame_bytes
+            .saturating_mul(2)
+            .saturating_add(1 << 20)
+    }
+}
+
+/// `[storage]`: the store events are committed to.
+///
+/// The sqlite keys mirror [`SqliteConfig`] (which validates them) rather than
+/// flattening it in: serde cannot combine `flatten` with `deny_unknown_fields`, and
+/// unknown keys must stay errors with a line number.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Backend. Default `"sqlite"`, the embedded store (the only one so far).
+    pub backend: StorageBackend,
+    /// Directory of the sqlite store's files, created if missing; relative paths are
+    /// relative to the working directory. Default `"var/collector"`.
+    pub path: PathBuf,
+    /// Days of data kept, by day of receipt; older day files are deleted at start and
+    /// hourly. `0` keeps everything. Default 7.
+    pub retention_days: u32,
+    /// How long a writer waits for an SQLite lock before failing (the agent then
+    /// retries), in milliseconds. Default 5000.
+    pub busy_timeout_ms: u64,
+    /// Idle read connections kept per day file for API queries. Default 4.
+    pub read_pool_size: usize,
+}
+
+/// Storage backends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// The embedded SQLite store.
+    #[default]
+    Sqlite,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        let sqlite = SqliteConfig::default();
+        StorageConfig {
+            backend: StorageBackend::Sqlite,
+            path: sqlite.path,
+            retention_days: sqlite.retention_days,
+            busy_timeout_ms: sqlite.busy_timeout_ms,
+            read_pool_size: sqlite.read_pool_size,
+        }
+    }
+}
+
+impl StorageConfig {
+    /// The sqlite store's settings.
+    pub fn sqlite(&self) -> SqliteConfig {
+        SqliteConfig {
+            path: self.path.clone(),
+            retention_days: self.retention_days,
+            busy_timeout_ms: self.busy_timeout_ms,
+            read_pool_size: self.read_pool_size,
+        }
+    }
+
+    /// Problems with this section, keyed `storage.<key>`.
+    pub fn validate(&self) -> Vec<Problem> {
+        match self.backend {
+            StorageBackend::Sqlite => self.sqlite().validate(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use monitoring_common::config::parse;
+
+    fn parse_str(text: &str) -> Result<Config, String> {
+        parse::<Config>(text, Path::new("collector.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn empty_file_gives_the_documented_defaults() {
+        let config = parse_str("").expect("empty config is valid");
+        assert_eq!(config.server.websocket_addr.to_string(), "127.0.0.1:7400");
+        assert_eq!(config.api.addr.to_string(), "127.0.0.1:7401");
+        assert_eq!(config.server.max_connections, 1024);
+        assert_eq!(config.processor.queue_batches, 64);
+        assert!(config.processor.workers >= 1);
+        assert_eq!(config.storage.path, PathBuf::from("var/collector"));
+        assert_eq!(config.storage.retention_days, 7);
+        assert_eq!(config.server.limits, Limits::default());
+    }
+
+    #[test]
+    fn the_example_file_is_valid_and_matches_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/collector.toml");
+        let text = std::fs::read_to_string(&path).expect("config/collector.toml exists");
+        let mut config = parse_str(&text).expect("example is valid");
+        let mut defaults = Config::default();
+        // The example cannot spell out the CPU count.
+        config.processor.workers = 1;
+        defaults.processor.workers = 1;
+        assert_eq!(config, defaults);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_located() {
+        let err = parse_str("[server]\nwebsocket_addr = \"127.0.0.1:1\"\nmax_conections = 5\n")
+            .expect_err("unknown key accepted");
+        assert!(
+            err.starts_with("collector.toml:3: key `server.max_conections`"),
+            "{err}"
+        );
+
+        let err =
+            parse_str("[server.limits]\nmax_frame_bytes = 10\n\n[storage]\nread_pool_size = 0\n")
+                .expect_err("bad values accepted");
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "collector.toml:2: key `server.limits.max_frame_bytes`: must be between 64 and 1073741824 (1 GiB)",
+                "collector.toml:5: key `storage.read_pool_size`: must be between 1 and 64",
+            ]
+        );
+
+        let err =
+            parse_str("[storage]\nbackend = \"oracle\"\n").expect_err("unknown backend accepted");
+        assert!(
+            err.starts_with("collector.toml:2: key `storage.backend`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_hard_cap_is_above_the_frame_limit() {
+        let server = ServerConfig::default();
+        assert_eq!(server.hard_message_cap(), 17 * (1 << 20));
+    }
+}

@@ -1,18 +1,32 @@
 //! monitoring-collector: accepts agents over WebSocket, stores what they send and
 //! serves it back through a REST API.
 //!
+//! - [`server`]: wiring and shutdown order; [`run`] is the library entry point;
 //! - [`ingest`]: the `/ingest` WebSocket endpoint: frames in, acknowledgements out;
 //! - [`processor`]: the worker pool between ingest and storage;
 //! - [`storage`]: the [`storage::Store`] trait and its backends (`sqlite`);
 //! - [`api`]: the REST API, `/health`, `/ready` and `/metrics`;
 //! - [`auth`]: who an agent is (the seam for mTLS and JWT);
+//! - [`retention`]: dropping expired data;
 //! - [`telemetry`]: the collector's own metrics, defined in one place;
 //! - [`config`]: the TOML configuration.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), monitoring_collector::RunError> {
+//! let config = monitoring_collector::config::Config::default();
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! monitoring_collector::run(config, shutdown).await
+//! # }
+//! ```
 
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod ingest;
 pub mod processor;
+pub mod retention;
+pub mod server;
 pub mod storage;
 pub mod telemetry;
+
+pub use server::{RunError, Server, run};

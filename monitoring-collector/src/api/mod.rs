@@ -1,1 +1,133 @@
-//! (being written)
+//! The REST API on `[api] addr`: `/health`, `/ready`, `/metrics` and the JSON
+//! endpoints under `/api/v1` (agents, logs, metrics, metric names, the OpenAPI
+//! document).
+//!
+//! Handlers parse their query strings strictly (unknown or repeated parameters are
+//! 400s, so a typo never silently widens a search), call the store on the blocking
+//! pool, and turn every failure into an [`AppError`], which becomes
+//! `{"error": "..."}` with a fitting status at the edge.
+
+mod agents;
+mod error;
+mod logs;
+mod metrics;
+mod openapi;
+mod params;
+pub mod time;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use monitoring_common::config::Problem;
+use serde::Deserialize;
+use serde_json::json;
+use tower_http::trace::TraceLayer;
+
+pub use error::AppError;
+
+use crate::storage::{StorageError, Store};
+use crate::telemetry::Telemetry;
+
+/// `[api]`: the REST API listener.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address of the REST API, `/health`, `/ready` and `/metrics`. Default
+    /// `"127.0.0.1:7401"`. The API has no authentication yet: keep it on loopback or
+    /// a trusted network.
+    pub addr: SocketAddr,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 7401)),
+        }
+    }
+}
+
+impl ApiConfig {
+    /// Problems with this section; keys are prefixed with `prefix` (e.g. `api`).
+    pub fn validate(&self, _prefix: &str) -> Vec<Problem> {
+        // A SocketAddr that parsed is usable; binding errors are reported at start.
+        Vec::new()
+    }
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store queries go to.
+    pub store: Arc<dyn Store>,
+    /// The collector's own metrics, for `/metrics`.
+    pub telemetry: Arc<Telemetry>,
+}
+
+/// The API's routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(self_metrics))
+        .route("/api/v1/agents", get(agents::list))
+        .route("/api/v1/logs", get(logs::search))
+        .route("/api/v1/metrics", get(metrics::series))
+        .route("/api/v1/metrics/names", get(metrics::names))
+        .route("/api/v1/openapi.json", get(openapi::document))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Runs a store call on the blocking pool.
+pub(crate) async fn blocking<T, F>(store: &Arc<dyn Store>, f: F) -> Result<T, AppError>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn Store) -> Result<T, StorageError> + Send + 'static,
+{
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || f(store.as_ref()))
+        .await
+        .map_err(|e| AppError::Internal(format!("store call failed: {e}")))?
+        .map_err(AppError::from)
+}
+
+async fn health() -> Response {
+    axum::Json(json!({"status": "ok"})).into_response()
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    match blocking(&state.store, |s| s.health()).await {
+        Ok(()) => axum::Json(json!({"status": "ready"})).into_response(),
+        Err(error) => {
+            tracing::warn!(message = "Store is not ready.", %error);
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"status": "unavailable", "error": error.to_string()})),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn self_metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, Telemetry::CONTENT_TYPE)],
+        state.telemetry.encode(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> AppError {
+    AppError::NotFound("no such endpoint; see /api/v1/openapi.json".into())
+}
+
+async fn method_not_allowed() -> AppError {
+    AppError::MethodNotAllowed
+}

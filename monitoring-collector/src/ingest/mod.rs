@@ -1,1 +1,152 @@
-//! (being written)
+//! The `/ingest` WebSocket endpoint: agents' frames in, acknowledgements out.
+//!
+//! An upgrade request is authenticated ([`crate::auth`]) and counted against
+//! `server.max_connections` before the WebSocket exists; refusals are JSON errors
+//! (401, 503). Each connection then reads binary messages, one frame each, and answers
+//! every one with an [`Ack`](monitoring_common::protocol::Ack) (`connection`); what a
+//! single frame gets is decided in `batch`.
+//!
+//! Message sizes: a WebSocket message up to [`ServerConfig::hard_message_cap`] (twice
+//! `server.limits.max_frame_bytes` plus 1 MiB) is read and, if over the frame limit,
+//! politely rejected; a larger one makes the WebSocket layer close the connection,
+//! because reading it would cost unbounded memory and its sender is not following the
+//! protocol.
+
+mod batch;
+mod connection;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use monitoring_common::protocol::{INGEST_PATH, Limits};
+use serde_json::json;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Authenticator;
+use crate::config::ServerConfig;
+use crate::processor::ProcessorHandle;
+use crate::telemetry::{Metrics, refuse_reason};
+
+/// What every ingest connection shares.
+pub struct IngestState {
+    auth: Authenticator,
+    processor: ProcessorHandle,
+    metrics: Metrics,
+    limits: Limits,
+    hard_cap: usize,
+    max_in_flight: usize,
+    shutdown_timeout: Duration,
+    connections: Arc<Semaphore>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl IngestState {
+    /// Shared state for the ingest endpoint. Connections are spawned on `tracker` and
+    /// wind down when `shutdown` is cancelled, within `server.shutdown_timeout_secs`.
+    pub fn new(
+        server: &ServerConfig,
+        auth: Authenticator,
+        processor: ProcessorHandle,
+        metrics: Metrics,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+    ) -> IngestState {
+        IngestState {
+            auth,
+            processor,
+            metrics,
+            limits: server.limits,
+            hard_cap: server.hard_message_cap(),
+            max_in_flight: server.max_in_flight_per_connection,
+            shutdown_timeout: Duration::from_secs(server.shutdown_timeout_secs),
+            connections: Arc::new(Semaphore::new(server.max_connections)),
+            shutdown,
+            tracker,
+        }
+    }
+}
+
+/// The ingest routes; serve with `into_make_service_with_connect_info::<SocketAddr>()`.
+pub fn router(state: Arc<IngestState>) -> Router {
+    Router::new()
+        .route(INGEST_PATH, get(upgrade))
+        .fallback(|| async {
+            json_error(
+                StatusCode::NOT_FOUND,
+                format!("agents connect to {INGEST_PATH}"),
+            )
+        })
+        .with_state(state)
+}
+
+fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({"error": message.into()}))).into_response()
+}
+
+async fn upgrade(
+    State(state): State<Arc<IngestState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let refuse = |reason: &'static str| {
+        state
+            .metrics
+            .connections_refused
+            .get_or_create(&[("reason", reason)])
+            .inc();
+    };
+    // Authentication comes first so that an unauthenticated peer learns nothing else.
+    let agent = match state.auth.authenticate(&headers) {
+        Ok(agent) => agent,
+        Err(error) => {
+            refuse(refuse_reason::AUTH);
+            tracing::warn!(message = "Refused ingest connection.", %error, %peer);
+            return json_error(StatusCode::UNAUTHORIZED, error.to_string());
+        }
+    };
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => {
+            return json_error(
+                rejection.status(),
+                format!("{INGEST_PATH} is a WebSocket endpoint: {rejection}"),
+            );
+        }
+    };
+    if state.shutdown.is_cancelled() {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "collector is shutting down",
+        );
+    }
+    let Ok(permit) = Arc::clone(&state.connections).try_acquire_owned() else {
+        refuse(refuse_reason::LIMIT);
+        tracing::warn!(message = "Refused ingest connection: too many connections.", agent_id = %agent, %peer);
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many connections; retry later",
+        );
+    };
+    let cap = state.hard_cap;
+    ws.max_message_size(cap)
+        .max_frame_size(cap)
+        .on_failed_upgrade(move |error| {
+            tracing::warn!(message = "WebSocket upgrade failed.", %error, %peer);
+        })
+        .on_upgrade(move |socket| {
+            let tracker = state.tracker.clone();
+            tracker.track_future(connection::serve(socket, agent, peer, state, permit))
+        })
+}

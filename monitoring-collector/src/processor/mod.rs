@@ -1,1 +1,375 @@
-//! (being written)
+//! The processor: a pool of worker threads between ingest and storage.
+//!
+//! Ingest hands each frame (already header-checked) to [`ProcessorHandle::submit`]
+//! with the authenticated agent id; a worker decodes the payload, runs the per-batch
+//! processing steps (none yet: parsing and enrichment come in a later issue, in
+//! `Processor::process`'s place) and commits the batch to the store, then answers on
+//! a oneshot channel. Decoding and committing are CPU and disk work, so they run on
+//! plain OS threads, never on the async executor.
+//!
+//! The queue is bounded (`processor.queue_batches`): when it is full, `submit` fails
+//! at once and ingest answers retry-later, which slows the agents down instead of
+//! growing memory. The pool stops when every handle is dropped and the queue is empty,
+//! so batches already queued are still committed and answered during shutdown.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use monitoring_common::EventKind;
+use monitoring_common::config::Problem;
+use monitoring_common::protocol::frame::decode_frame;
+use monitoring_common::protocol::{FrameError, Limits};
+use serde::Deserialize;
+use tokio::sync::oneshot;
+
+use crate::auth::AgentId;
+use crate::storage::{CommitOutcome, IngestBatch, StorageError, Store};
+use crate::telemetry::Metrics;
+
+/// `[processor]`: the worker pool.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessorConfig {
+    /// Worker threads that decode and commit batches. Default: the number of CPUs.
+    pub workers: usize,
+    /// Batches that may wait for a worker before ingest answers retry-later.
+    /// Default 64.
+    pub queue_batches: usize,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        ProcessorConfig {
+            workers: std::thread::available_parallelism().map_or(1, usize::from),
+            queue_batches: 64,
+        }
+    }
+}
+
+impl ProcessorConfig {
+    /// Problems with this section; keys are prefixed with `prefix` (e.g. `processor`).
+    pub fn validate(&self, prefix: &str) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        if !(1..=1024).contains(&self.workers) {
+            problems.push(Problem::new(
+                format!("{prefix}.workers"),
+                "must be between 1 and 1024",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.queue_batches) {
+            problems.push(Problem::new(
+                format!("{prefix}.queue_batches"),
+                "must be between 1 and 1000000",
+            ));
+        }
+        problems
+    }
+}
+
+/// One frame to process.
+#[derive(Debug)]
+pub struct Job {
+    /// The authenticated agent.
+    pub agent_id: AgentId,
+    /// When the frame arrived, ns since the epoch.
+    pub received_ns: i64,
+    /// The whole frame, header included.
+    pub frame: Bytes,
+}
+
+/// What became of a job.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Committed now, or found committed before.
+    Stored(CommitOutcome),
+    /// The payload does not decode: reject it for good.
+    Rejected(FrameError),
+    /// The store failed: the agent should retry.
+    StoreFailed(StorageError),
+}
+
+/// Why a job could not be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// `processor.queue_batches` jobs are already waiting.
+    #[error("processor queue is full")]
+    Full,
+    /// The workers have stopped.
+    #[error("processor is shutting down")]
+    Closed,
+}
+
+struct Queued {
+    job: Job,
+    reply: oneshot::Sender<Outcome>,
+}
+
+/// Queues jobs for the pool. Cheap to clone; the pool stops once every clone is dropped.
+#[derive(Clone)]
+pub struct ProcessorHandle {
+    tx: SyncSender<Queued>,
+    metrics: Metrics,
+}
+
+impl ProcessorHandle {
+    /// Queues a job; the receiver yields its outcome. Never waits.
+    pub fn submit(&self, job: Job) -> Result<oneshot::Receiver<Outcome>, SubmitError> {
+        let (reply, rx) = oneshot::channel();
+        // Counted before sending so that a worker's decrement can never come first.
+        self.metrics.processor_queue_depth.inc();
+        match self.tx.try_send(Queued { job, reply }) {
+            Ok(()) => Ok(rx),
+            Err(e) => {
+                self.metrics.processor_queue_depth.dec();
+                Err(match e {
+                    TrySendError::Full(_) => SubmitError::Full,
+                    TrySendError::Disconnected(_) => SubmitError::Closed,
+                })
+            }
+        }
+    }
+}
+
+/// The worker pool. [`Processor::join`] waits for it to drain and stop.
+pub struct Processor {
+    workers: Vec<JoinHandle<()>>,
+}
+
+/// Why the pool could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start processor worker thread: {0}")]
+pub struct SpawnError(#[source] std::io::Error);
+
+struct Worker {
+    rx: Arc<Mutex<Receiver<Queued>>>,
+    store: Arc<dyn Store>,
+    limits: Limits,
+    metrics: Metrics,
+}
+
+impl Processor {
+    /// Starts `config.workers` threads committing to `store`; frames are decoded
+    /// within `limits`.
+    pub fn start(
+        config: &ProcessorConfig,
+        limits: Limits,
+        store: Arc<dyn Store>,
+        metrics: Metrics,
+    ) -> Result<(Processor, ProcessorHandle), SpawnError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(config.queue_batches);
+        let rx = Arc::new(Mutex::new(rx));
+        let mut workers = Vec::with_capacity(config.workers);
+        for i in 0..config.workers.max(1) {
+            let worker = Worker {
+                rx: Arc::clone(&rx),
+                store: Arc::clone(&store),
+                limits,
+                metrics: metrics.clone(),
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("processor-{i}"))
+                .spawn(move || worker.run())
+                .map_err(SpawnError)?;
+            workers.push(handle);
+        }
+        Ok((Processor { workers }, ProcessorHandle { tx, metrics }))
+    }
+
+    /// Waits until every handle is dropped, the queue is drained and the workers
+    /// have exited. Blocking: call it from `spawn_blocking`.
+    pub fn join(self) {
+        for worker in self.workers {
+            if worker.join().is_err() {
+                tracing::error!(message = "Processor worker thread panicked.");
+            }
+        }
+    }
+
+    /// The per-batch processing steps between decoding and storage. None yet: this is
+    /// where parsing, enrichment and classification will go.
+    fn process(batch: IngestBatch) -> IngestBatch {
+        batch
+    }
+}
+
+impl Worker {
+    fn run(self) {
+        loop {
+            // Only one idle worker waits on the channel; the others wait on the lock.
+            let next = self
+                .rx
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .recv();
+            let Ok(Queued { job, reply }) = next else {
+                return;
+            };
+            self.metrics.processor_queue_depth.dec();
+            let agent = job.agent_id.clone();
+            // A panic in a decoder or the store must cost one batch (which the agent
+            // resends), not a worker.
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| self.handle(job)));
+            match outcome {
+                // The connection may be gone; its agent resends what was not acked.
+                Ok(outcome) => drop(reply.send(outcome)),
+                Err(_) => {
+                    tracing::error!(message = "Processing a batch panicked; the agent will resend it.", agent_id = %agent);
+                }
+            }
+        }
+    }
+
+    fn handle(&self, job: Job) -> Outcome {
+        let frame = match decode_frame(&job.frame, &self.limits) {
+            Ok(frame) => frame,
+            Err(error) => return Outcome::Rejected(error),
+        };
+        let batch = Processor::process(IngestBatch {
+            agent_id: job.agent_id.as_arc(),
+            stream_id: frame.header.stream_id,
+            sequence: frame.header.sequence,
+            received_ns: job.received_ns,
+            events: frame.events,
+        });
+        let started = Instant::now();
+        let result = self.store.commit(&batch);
+        self.metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(CommitOutcome::Committed) => {
+                self.count_events(&batch);
+                Outcome::Stored(CommitOutcome::Committed)
+            }
+            Ok(CommitOutcome::Duplicate) => Outcome::Stored(CommitOutcome::Duplicate),
+            Err(error) => Outcome::StoreFailed(error),
+        }
+    }
+
+    fn count_events(&self, batch: &IngestBatch) {
+        let (mut logs, mut metrics, mut flows) = (0u64, 0u64, 0u64);
+        for event in &batch.events {
+            match event.kind {
+                EventKind::Log(_) => logs += 1,
+                EventKind::Metric(_) => metrics += 1,
+                EventKind::Flow(_) => flows += 1,
+            }
+        }
+        for (kind, n) in [("log", logs), ("metric", metrics), ("flow", flows)] {
+            if n > 0 {
+                self.metrics
+                    .events_stored
+                    .get_or_create(&[("kind", kind)])
+                    .inc_by(n);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::sqlite::{SqliteConfig, SqliteStore};
+    use monitoring_common::Event;
+    use monitoring_common::event::now_ns;
+    use monitoring_common::protocol::Codec;
+    use monitoring_common::protocol::frame::encode_frame;
+    use monitoring_common::protocol::payload::encode_events;
+
+    fn store(dir: &std::path::Path) -> Arc<dyn Store> {
+        let config = SqliteConfig {
+            path: dir.to_path_buf(),
+            ..SqliteConfig::default()
+        };
+        Arc::new(SqliteStore::open(&config).expect("store opens"))
+    }
+
+    fn job(seq: u64) -> Job {
+        let events = [Event::log(now_ns(), "t", format!("line {seq}"))];
+        Job {
+            agent_id: AgentId::parse("a").expect("valid id"),
+            received_ns: now_ns(),
+            frame: encode_frame(Codec::Lz4, 1, seq, 1, &encode_events(&events)).into(),
+        }
+    }
+
+    fn start(
+        workers: usize,
+        queue_batches: usize,
+        dir: &std::path::Path,
+    ) -> (Processor, ProcessorHandle) {
+        let config = ProcessorConfig {
+            workers,
+            queue_batches,
+        };
+        Processor::start(&config, Limits::default(), store(dir), Metrics::default())
+            .expect("starts")
+    }
+
+    #[tokio::test]
+    async fn commits_recognises_duplicates_and_rejects_bad_payloads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (processor, handle) = start(2, 8, dir.path());
+        let outcome = handle
+            .submit(job(1))
+            .expect("queued")
+            .await
+            .expect("answered");
+        assert!(
+            matches!(outcome, Outcome::Stored(CommitOutcome::Committed)),
+            "{outcome:?}"
+        );
+        let outcome = handle
+            .submit(job(1))
+            .expect("queued")
+            .await
+            .expect("answered");
+        assert!(
+            matches!(outcome, Outcome::Stored(CommitOutcome::Duplicate)),
+            "{outcome:?}"
+        );
+        let mut bad = job(2);
+        let mut bytes = bad.frame.to_vec();
+        bytes.truncate(bytes.len() - 1);
+        bad.frame = bytes.into();
+        let outcome = handle.submit(bad).expect("queued").await.expect("answered");
+        assert!(matches!(outcome, Outcome::Rejected(_)), "{outcome:?}");
+        drop(handle);
+        tokio::task::spawn_blocking(move || processor.join())
+            .await
+            .expect("joins");
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once_and_queued_jobs_still_finish() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (processor, handle) = start(1, 1, dir.path());
+        // Submitting takes microseconds, a commit with fsync milliseconds.
+        let mut queued = Vec::new();
+        let mut full = 0;
+        for seq in 0..50 {
+            match handle.submit(job(seq)) {
+                Ok(rx) => queued.push(rx),
+                Err(SubmitError::Full) => full += 1,
+                Err(SubmitError::Closed) => panic!("closed while a handle exists"),
+            }
+        }
+        assert!(full > 0, "queue of 1 never full");
+        // Dropping the handle stops the pool only after the queue is drained.
+        drop(handle);
+        for rx in queued {
+            let outcome = rx.await.expect("queued job answered");
+            assert!(
+                matches!(outcome, Outcome::Stored(CommitOutcome::Committed)),
+                "{outcome:?}"
+            );
+        }
+        tokio::task::spawn_blocking(move || processor.join())
+            .await
+            .expect("joins");
+    }
+}

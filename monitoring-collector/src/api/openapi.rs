@@ -1,0 +1,163 @@
+//! `GET /api/v1/openapi.json`: an OpenAPI 3.0 description of the API, written by
+//! hand beside the handlers it describes (a generator would be a heavy dependency
+//! for nine endpoints). A test checks that every route is described.
+
+use axum::Json;
+use serde_json::{Value, json};
+
+fn param(name: &str, description: &str, schema: Value) -> Value {
+    json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
+}
+
+fn time_param(name: &str, description: &str) -> Value {
+    param(
+        name,
+        &format!("{description} RFC 3339 (2024-05-06T07:08:09Z) or Unix milliseconds."),
+        json!({"type": "string"}),
+    )
+}
+
+fn ok(description: &str, schema: Value) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": schema}}})
+}
+
+fn error_responses() -> Value {
+    json!({
+        "400": {"description": "Bad parameter.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+        "500": {"description": "Store failure.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    })
+}
+
+fn get(summary: &str, parameters: Value, response: Value) -> Value {
+    let mut responses = error_responses();
+    responses["200"] = response;
+    json!({"get": {"summary": summary, "parameters": parameters, "responses": responses}})
+}
+
+fn schemas() -> Value {
+    let nullable_string = json!({"type": "string", "nullable": true});
+    let nullable_number = json!({"type": "number", "nullable": true});
+    let string_map = json!({"type": "object", "additionalProperties": {"type": "string"}});
+    json!({
+        "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+        "Agent": {"type": "object", "properties": {
+            "id": {"type": "string"},
+            "hostname": nullable_string, "os": nullable_string, "kernel_version": nullable_string,
+            "last_seen": {"type": "string", "format": "date-time"},
+            "last_seen_ms": {"type": "integer", "format": "int64"},
+            "cpu_percent": nullable_number, "memory_percent": nullable_number,
+            "status": {"type": "string", "enum": ["online", "offline"], "description": "online if seen in the last 60 seconds"}
+        }},
+        "Log": {"type": "object", "properties": {
+            "timestamp": {"type": "string", "format": "date-time", "description": "UTC, nanosecond precision"},
+            "timestamp_ns": {"type": "integer", "format": "int64"},
+            "agent_id": {"type": "string"},
+            "source": {"type": "string"},
+            "severity": {"type": "string", "nullable": true, "enum": ["emergency", "alert", "critical", "error", "warning", "notice", "info", "debug", "trace", null]},
+            "message": {"type": "string"},
+            "labels": string_map,
+            "fields": {"type": "object", "additionalProperties": true}
+        }},
+        "Series": {"type": "object", "properties": {
+            "name": {"type": "string"},
+            "agent_id": {"type": "string"},
+            "labels": string_map,
+            "kind": {"type": "string", "enum": ["gauge", "counter", "histogram", "summary"]},
+            "points": {"type": "array", "description": "[Unix ms, value] pairs, oldest first; histograms and summaries give their sum",
+                "items": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "number"}}}
+        }}
+    })
+}
+
+fn paths() -> Value {
+    let none = json!([]);
+    json!({
+        "/health": get("Liveness: the process is up.", none.clone(),
+            ok("Always.", json!({"type": "object", "properties": {"status": {"type": "string", "enum": ["ok"]}}}))),
+        "/ready": {"get": {"summary": "Readiness: the store can be written.", "responses": {
+            "200": ok("Ready.", json!({"type": "object", "properties": {"status": {"type": "string", "enum": ["ready"]}}})),
+            "503": ok("Not ready.", json!({"type": "object", "properties": {"status": {"type": "string"}, "error": {"type": "string"}}}))
+        }}},
+        "/metrics": {"get": {"summary": "The collector's own metrics.", "responses": {
+            "200": {"description": "Prometheus text format 0.0.4.", "content": {"text/plain": {"schema": {"type": "string"}}}}
+        }}},
+        "/api/v1/agents": get("The agent inventory, sorted by id.", none.clone(),
+            ok("Agents.", json!({"type": "object", "properties": {"agents": {"type": "array", "items": {"$ref": "#/components/schemas/Agent"}}}}))),
+        "/api/v1/logs": get("Search logs.", json!([
+            param("q", "Full-text query over messages; words are ANDed.", json!({"type": "string"})),
+            param("agent", "Only this agent.", json!({"type": "string"})),
+            param("source", "Only this source (exact).", json!({"type": "string"})),
+            param("severity", "Minimum severity: `warning` returns warning and worse.", json!({"type": "string", "enum": ["emergency", "alert", "critical", "error", "warning", "notice", "info", "debug", "trace"]})),
+            time_param("from", "From this time, inclusive."),
+            time_param("to", "To this time, exclusive."),
+            param("limit", "Results per page; default 100, larger values are clamped to 10000.", json!({"type": "integer", "minimum": 1})),
+            param("cursor", "`next_cursor` of the previous page.", json!({"type": "string"})),
+            param("order", "By time; default desc (newest first).", json!({"type": "string", "enum": ["asc", "desc"]}))
+        ]), ok("A page of logs.", json!({"type": "object", "properties": {
+            "logs": {"type": "array", "items": {"$ref": "#/components/schemas/Log"}},
+            "next_cursor": {"type": "string", "nullable": true, "description": "null on the last page"}
+        }}))),
+        "/api/v1/metrics": get("Series of one metric.", json!([
+            {"name": "name", "in": "query", "required": true, "description": "Metric name (exact).", "schema": {"type": "string"}},
+            param("agent", "Only this agent.", json!({"type": "string"})),
+            {"name": "label", "in": "query", "required": false, "description": "key=value; repeat to require several labels.",
+                "schema": {"type": "array", "items": {"type": "string"}}, "style": "form", "explode": true},
+            time_param("from", "Default: one hour before `to`."),
+            time_param("to", "Default: now."),
+            param("step", "Bucket width: seconds (30) or a duration (500ms, 30s, 5m, 1h, 1d). Each bucket is the average of its samples, stamped at its start. Absent: raw samples. At most 11000 buckets.", json!({"type": "string"}))
+        ]), ok("Series.", json!({"type": "object", "properties": {"series": {"type": "array", "items": {"$ref": "#/components/schemas/Series"}}}}))),
+        "/api/v1/metrics/names": get("Known metric names, sorted.", none,
+            ok("Names.", json!({"type": "object", "properties": {"names": {"type": "array", "items": {"type": "string"}}}}))),
+        "/api/v1/openapi.json": {"get": {"summary": "This document.", "responses": {"200": {"description": "OpenAPI 3.0 document."}}}}
+    })
+}
+
+/// The document.
+pub(crate) fn spec() -> Value {
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "monitoring-collector REST API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Query what agents sent. Times are RFC 3339 or Unix milliseconds; errors are {\"error\": \"...\"} with a fitting status."
+        },
+        "paths": paths(),
+        "components": {"schemas": schemas()}
+    })
+}
+
+/// `GET /api/v1/openapi.json`.
+pub(crate) async fn document() -> Json<Value> {
+    Json(spec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_described() {
+        let spec = spec();
+        for path in [
+            "/health",
+            "/ready",
+            "/metrics",
+            "/api/v1/agents",
+            "/api/v1/logs",
+            "/api/v1/metrics",
+            "/api/v1/metrics/names",
+            "/api/v1/openapi.json",
+        ] {
+            assert!(
+                spec["paths"][path]["get"]["responses"]["200"].is_object(),
+                "{path}"
+            );
+        }
+        assert_eq!(
+            spec["paths"]["/api/v1/logs"]["get"]["parameters"]
+                .as_array()
+                .map(Vec::len),
+            Some(9)
+        );
+    }
+}

@@ -1,0 +1,203 @@
+//! What one frame gets back: ok after commit, retry-later when the collector
+//! cannot commit now, rejected when the frame can never be accepted.
+
+use axum::body::Bytes;
+use monitoring_common::event::now_ns;
+use monitoring_common::protocol::codec::CodecError;
+use monitoring_common::protocol::{Ack, FrameError, FrameHeader};
+
+use super::IngestState;
+use crate::auth::AgentId;
+use crate::processor::{Job, Outcome, SubmitError};
+use crate::storage::CommitOutcome;
+use crate::telemetry::{reject_reason, retry_reason};
+
+/// How long an agent is asked to wait before resending after retry-later.
+pub(crate) const RETRY_AFTER_MS: u32 = 1000;
+
+/// The `reason` label for a frame error.
+pub(crate) fn reject_label(error: &FrameError) -> &'static str {
+    match error {
+        FrameError::UnknownCodec(_) | FrameError::Codec(CodecError::Unknown(_)) => {
+            reject_reason::CODEC
+        }
+        FrameError::Version(_) => reject_reason::VERSION,
+        FrameError::FrameTooLarge { .. }
+        | FrameError::UncompressedTooLarge { .. }
+        | FrameError::TooManyEvents { .. } => reject_reason::LIMIT,
+        FrameError::Short(_)
+        | FrameError::BadMagic
+        | FrameError::Flags(_)
+        | FrameError::Codec(_)
+        | FrameError::Payload(_) => reject_reason::MALFORMED,
+    }
+}
+
+/// Rejects a frame for good, naming its batch if its header is readable.
+pub(crate) fn reject(
+    state: &IngestState,
+    agent: &AgentId,
+    frame: &[u8],
+    error: &FrameError,
+) -> Ack {
+    let (stream_id, sequence) = FrameHeader::peek_id(frame).unwrap_or((0, 0));
+    let label = reject_label(error);
+    state
+        .metrics
+        .batches_rejected
+        .get_or_create(&[("reason", label)])
+        .inc();
+    tracing::warn!(
+        message = "Rejected batch.",
+        %error,
+        reason = label,
+        agent_id = %agent,
+        stream_id,
+        sequence
+    );
+    Ack::rejected(stream_id, sequence, error.to_string())
+}
+
+/// Rejects a text message: the protocol is binary only.
+pub(crate) fn reject_text(state: &IngestState, agent: &AgentId) -> Ack {
+    state
+        .metrics
+        .batches_rejected
+        .get_or_create(&[("reason", reject_reason::TEXT)])
+        .inc();
+    tracing::warn!(message = "Rejected text message; frames must be binary messages.", agent_id = %agent);
+    Ack::rejected(
+        0,
+        0,
+        "text messages are not frames; send each frame as one binary message",
+    )
+}
+
+fn retry(
+    state: &IngestState,
+    stream_id: u64,
+    sequence: u64,
+    label: &'static str,
+    reason: String,
+) -> Ack {
+    state
+        .metrics
+        .batches_retried
+        .get_or_create(&[("reason", label)])
+        .inc();
+    Ack::retry_later(stream_id, sequence, RETRY_AFTER_MS, reason)
+}
+
+/// Takes one binary message through header checks, the processor and the store.
+pub(crate) async fn handle(state: &IngestState, agent: &AgentId, frame: Bytes) -> Ack {
+    let received_ns = now_ns();
+    // The header is checked here, cheaply, so that an oversize or unknown-codec frame
+    // is answered without queueing; the payload is decoded by a worker.
+    let header = match FrameHeader::parse(&frame, &state.limits) {
+        Ok(header) => header,
+        Err(error) => return reject(state, agent, &frame, &error),
+    };
+    let (stream_id, sequence) = (header.stream_id, header.sequence);
+    let job = Job {
+        agent_id: agent.clone(),
+        received_ns,
+        frame: frame.clone(),
+    };
+    let reply = match state.processor.submit(job) {
+        Ok(reply) => reply,
+        Err(error @ SubmitError::Full) => {
+            return retry(
+                state,
+                stream_id,
+                sequence,
+                retry_reason::QUEUE_FULL,
+                error.to_string(),
+            );
+        }
+        Err(error @ SubmitError::Closed) => {
+            return retry(
+                state,
+                stream_id,
+                sequence,
+                retry_reason::UNAVAILABLE,
+                error.to_string(),
+            );
+        }
+    };
+    match reply.await {
+        Ok(Outcome::Stored(CommitOutcome::Committed)) => {
+            state.metrics.batches_committed.inc();
+            Ack::ok(stream_id, sequence)
+        }
+        Ok(Outcome::Stored(CommitOutcome::Duplicate)) => {
+            state.metrics.batches_duplicate.inc();
+            tracing::debug!(message = "Duplicate batch acknowledged again.", agent_id = %agent, stream_id, sequence);
+            Ack::ok(stream_id, sequence)
+        }
+        Ok(Outcome::Rejected(error)) => reject(state, agent, &frame, &error),
+        Ok(Outcome::StoreFailed(error)) => {
+            tracing::warn!(
+                message = "Failed to commit batch; the agent will retry.",
+                %error,
+                agent_id = %agent,
+                stream_id,
+                sequence
+            );
+            retry(
+                state,
+                stream_id,
+                sequence,
+                retry_reason::STORE,
+                format!("storage failed: {error}"),
+            )
+        }
+        Err(_) => retry(
+            state,
+            stream_id,
+            sequence,
+            retry_reason::UNAVAILABLE,
+            "processing was interrupted".into(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use monitoring_common::protocol::payload::PayloadError;
+
+    #[test]
+    fn every_frame_error_has_a_bounded_label() {
+        let cases = [
+            (FrameError::Short(3), "malformed"),
+            (FrameError::BadMagic, "malformed"),
+            (FrameError::Version(9), "version"),
+            (FrameError::UnknownCodec(42), "codec"),
+            (FrameError::Flags(1), "malformed"),
+            (FrameError::FrameTooLarge { size: 2, limit: 1 }, "limit"),
+            (
+                FrameError::UncompressedTooLarge {
+                    declared: 2,
+                    limit: 1,
+                },
+                "limit",
+            ),
+            (FrameError::TooManyEvents { count: 2, limit: 1 }, "limit"),
+            (
+                FrameError::Codec(CodecError::TooLarge { declared: 1 }),
+                "malformed",
+            ),
+            (
+                FrameError::Payload(PayloadError {
+                    event: 0,
+                    offset: 0,
+                    reason: "x",
+                }),
+                "malformed",
+            ),
+        ];
+        for (error, label) in cases {
+            assert_eq!(reject_label(&error), label, "{error}");
+        }
+    }
+}

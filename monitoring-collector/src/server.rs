@@ -1,0 +1,264 @@
+//! Wiring: binds the listeners, opens the store, starts the processor, the ingest
+//! and API servers and retention, and shuts them down in order.
+//!
+//! Shutdown order, once the token is cancelled: both listeners stop accepting;
+//! ingest connections stop reading and get `server.shutdown_timeout_secs` to
+//! acknowledge the batches they hold; then the processor drains its queue and its
+//! workers exit; then [`Server::serve`] returns.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::{self, AppState};
+use crate::auth::{AuthMode, Authenticator};
+use crate::config::{Config, StorageBackend, StorageConfig};
+use crate::ingest::{self, IngestState};
+use crate::processor::{Processor, SpawnError};
+use crate::retention::{self, RETENTION_INTERVAL};
+use crate::storage::sqlite::SqliteStore;
+use crate::storage::{StorageError, Store};
+use crate::telemetry::Telemetry;
+
+/// Why the collector could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} ({key}): {source}")]
+    Bind {
+        /// The config key of the address.
+        key: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store could not be opened.
+    #[error("cannot open the store in {path}: {source}")]
+    Storage {
+        /// `storage.path`.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: StorageError,
+    },
+    /// The processor pool could not start.
+    #[error(transparent)]
+    Processor(#[from] SpawnError),
+    /// A server stopped with an error.
+    #[error("{what} server failed: {source}")]
+    Serve {
+        /// Which server.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Opens the configured store (blocking work, done on the blocking pool).
+pub async fn open_store(config: &StorageConfig) -> Result<Arc<dyn Store>, RunError> {
+    let path = config.path.clone();
+    let opened = match config.backend {
+        StorageBackend::Sqlite => {
+            let sqlite = config.sqlite();
+            tokio::task::spawn_blocking(move || {
+                SqliteStore::open(&sqlite).map(|s| Arc::new(s) as Arc<dyn Store>)
+            })
+            .await
+            .map_err(|e| StorageError::Io {
+                context: "opening the store".into(),
+                source: std::io::Error::other(e.to_string()),
+            })
+        }
+    };
+    opened
+        .and_then(|r| r)
+        .map_err(|source| RunError::Storage { path, source })
+}
+
+/// A collector with its listeners bound and its store open, ready to [`serve`](Server::serve).
+pub struct Server {
+    config: Config,
+    store: Arc<dyn Store>,
+    ingest_listener: TcpListener,
+    api_listener: TcpListener,
+}
+
+async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, RunError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| RunError::Bind { key, addr, source })
+}
+
+impl Server {
+    /// Binds `server.websocket_addr` and `api.addr` (port 0 picks a free port; see
+    /// [`Server::ingest_addr`]) and opens the store.
+    pub async fn bind(config: Config) -> Result<Server, RunError> {
+        let ingest_listener = bind("server.websocket_addr", config.server.websocket_addr).await?;
+        let api_listener = bind("api.addr", config.api.addr).await?;
+        let store = open_store(&config.storage).await?;
+        Ok(Server {
+            config,
+            store,
+            ingest_listener,
+            api_listener,
+        })
+    }
+
+    /// Where agents connect (`ws://<this>/ingest`).
+    pub fn ingest_addr(&self) -> SocketAddr {
+        self.ingest_listener
+            .local_addr()
+            .unwrap_or(self.config.server.websocket_addr)
+    }
+
+    /// Where the REST API listens.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_listener
+            .local_addr()
+            .unwrap_or(self.config.api.addr)
+    }
+
+    /// Serves until `shutdown` is cancelled (or a server fails), then shuts down in
+    /// order (see the module documentation).
+    pub async fn serve(self, shutdown: CancellationToken) -> Result<(), RunError> {
+        let (ingest_addr, api_addr) = (self.ingest_addr(), self.api_addr());
+        let Server {
+            config,
+            store,
+            ingest_listener,
+            api_listener,
+        } = self;
+        // Cancelled by the caller or by a failing server; never cancels the caller's token.
+        let stop = shutdown.child_token();
+        let telemetry = Arc::new(Telemetry::new());
+        let metrics = telemetry.metrics.clone();
+        let (processor, handle) = Processor::start(
+            &config.processor,
+            config.server.limits,
+            Arc::clone(&store),
+            metrics.clone(),
+        )?;
+        let tracker = TaskTracker::new();
+        let auth = Authenticator::new(&config.auth);
+        if auth.mode() == AuthMode::None && !ingest_addr.ip().is_loopback() {
+            tracing::warn!(
+                message = "Agents are not authenticated (auth.mode = \"none\") on a non-loopback address; any client can write as any agent.",
+                addr = %ingest_addr
+            );
+        }
+        let ingest_state = IngestState::new(
+            &config.server,
+            auth,
+            handle,
+            metrics.clone(),
+            stop.clone(),
+            tracker.clone(),
+        );
+        let ingest_app = ingest::router(Arc::new(ingest_state))
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let api_app = api::router(AppState {
+            store: Arc::clone(&store),
+            telemetry,
+        });
+
+        let mut ingest_server: JoinHandle<std::io::Result<()>> = tokio::spawn(
+            axum::serve(ingest_listener, ingest_app)
+                .with_graceful_shutdown(stop.clone().cancelled_owned())
+                .into_future(),
+        );
+        let mut api_server: JoinHandle<std::io::Result<()>> = tokio::spawn(
+            axum::serve(api_listener, api_app)
+                .with_graceful_shutdown(stop.clone().cancelled_owned())
+                .into_future(),
+        );
+        tracker.spawn(retention::run(
+            Arc::clone(&store),
+            metrics,
+            RETENTION_INTERVAL,
+            stop.clone(),
+        ));
+        tracing::info!(
+            message = "Listening for agents.",
+            addr = %ingest_addr,
+            url = %format!("ws://{ingest_addr}{}", monitoring_common::protocol::INGEST_PATH),
+        );
+        tracing::info!(message = "Serving the REST API.", url = %format!("http://{api_addr}"));
+
+        let mut failure = None;
+        tokio::select! {
+            () = stop.cancelled() => {}
+            joined = &mut ingest_server => failure = Some(server_failure("ingest", joined)),
+            joined = &mut api_server => failure = Some(server_failure("API", joined)),
+        }
+        stop.cancel();
+        tracing::info!(message = "Shutting down.");
+
+        let deadline = Duration::from_secs(config.server.shutdown_timeout_secs);
+        // The servers only finish in-flight HTTP requests; upgraded WebSockets are on
+        // the tracker.
+        for (what, server) in [("ingest", ingest_server), ("API", api_server)] {
+            if server.is_finished() {
+                continue;
+            }
+            match tokio::time::timeout(deadline, server).await {
+                Ok(joined) => {
+                    if let Err(error) = server_failure(what, joined) {
+                        failure.get_or_insert(Err(error));
+                    }
+                }
+                Err(_) => tracing::warn!(message = "Server did not stop in time.", server = what),
+            }
+        }
+        tracker.close();
+        // Connections enforce the deadline themselves; the margin covers their close.
+        if tokio::time::timeout(deadline + Duration::from_secs(2), tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                message = "Ingest connections did not finish in time.",
+                tasks = tracker.len()
+            );
+        }
+        // Every processor handle lived in the ingest router and connections, now gone,
+        // so the workers drain the queue and exit.
+        let join = tokio::task::spawn_blocking(move || processor.join());
+        if tokio::time::timeout(deadline, join).await.is_err() {
+            tracing::warn!(message = "Processor workers did not stop in time.");
+        }
+        tracing::info!(message = "Stopped.");
+        match failure {
+            Some(Err(error)) => Err(error),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn server_failure(
+    what: &'static str,
+    joined: Result<std::io::Result<()>, tokio::task::JoinError>,
+) -> Result<(), RunError> {
+    match joined {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(source)) => Err(RunError::Serve { what, source }),
+        Err(e) => Err(RunError::Serve {
+            what,
+            source: std::io::Error::other(e.to_string()),
+        }),
+    }
+}
+
+/// Runs the collector until `shutdown` is cancelled: [`Server::bind`] then
+/// [`Server::serve`].
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+    Server::bind(config).await?.serve(shutdown).await
+}
