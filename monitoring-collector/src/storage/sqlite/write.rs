@@ -1,0 +1,240 @@
+//! The write path: one immediate transaction per batch holding its events, its
+//! dedup record and the widened time bounds, committed with a full fsync.
+//!
+//! The dedup record lives in the same file and transaction as the events, so after
+//! a crash a batch is either wholly stored and recorded or neither. A batch resent
+//! after midnight lands in a new day file, so older files are checked first; an
+//! in-flight set keeps two workers from committing the same batch at once into two
+//! different files.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Condvar, Mutex};
+
+use monitoring_common::{EventKind, MetricValue};
+use rusqlite::{Connection, TransactionBehavior, params};
+
+use super::error::{StorageResult, db_at, json};
+use super::partition::{Bounds, Kind, Partition, lock};
+use crate::storage::{CommitOutcome, IngestBatch};
+
+const INSERT_BATCH: &str = "INSERT OR IGNORE INTO batches
+    (agent_id, stream_id, sequence, received_ns, event_count) VALUES (?1, ?2, ?3, ?4, ?5)";
+const FIND_BATCH: &str =
+    "SELECT 1 FROM batches WHERE agent_id = ?1 AND stream_id = ?2 AND sequence = ?3";
+const INSERT_LOG: &str = "INSERT INTO logs
+    (timestamp_ns, agent_id, source, severity, message, labels, fields)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+const INSERT_METRIC: &str = "INSERT INTO metrics
+    (timestamp_ns, agent_id, source, name, labels, kind, value, detail)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+const INSERT_FLOW: &str = "INSERT INTO flows
+    (timestamp_ns, end_ns, agent_id, source, labels, src_addr, dst_addr, src_port, dst_port,
+     protocol, bytes_out, bytes_in, packets_out, packets_in, tcp_flags)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+const UPSERT_META: &str = "INSERT INTO meta (kind, min_ts, max_ts) VALUES (?1, ?2, ?3)
+    ON CONFLICT (kind) DO UPDATE SET
+        min_ts = min(min_ts, excluded.min_ts), max_ts = max(max_ts, excluded.max_ts)";
+
+/// Identity of a batch.
+type BatchKey = (Arc<str>, u64, u64);
+
+/// Stream ids and sequences are stored bit for bit as SQLite's signed integers.
+fn as_sql(v: u64) -> i64 {
+    i64::from_ne_bytes(v.to_ne_bytes())
+}
+
+/// Counters past `i64::MAX` cannot be stored in SQLite; they saturate.
+fn saturate(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The batches being committed right now.
+#[derive(Default)]
+pub(crate) struct InFlight {
+    keys: Mutex<HashSet<BatchKey>>,
+    done: Condvar,
+}
+
+/// Holds a batch's key in the in-flight set; removes it when dropped.
+pub(crate) struct InFlightGuard<'a> {
+    owner: &'a InFlight,
+    key: BatchKey,
+}
+
+impl InFlight {
+    /// Claims `batch`, first waiting for another commit of the same batch to end (a
+    /// resend racing the original), so that the dedup check then sees its result.
+    pub(crate) fn enter(&self, batch: &IngestBatch) -> InFlightGuard<'_> {
+        let key: BatchKey = (Arc::clone(&batch.agent_id), batch.stream_id, batch.sequence);
+        let mut keys = lock(&self.keys);
+        while keys.contains(&key) {
+            keys = self
+                .done
+                .wait(keys)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        keys.insert(key.clone());
+        InFlightGuard { owner: self, key }
+    }
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.owner.keys).remove(&self.key);
+        self.owner.done.notify_all();
+    }
+}
+
+/// Whether `partition` already holds `batch` (read connection; committed data only).
+pub(crate) fn holds_batch(partition: &Partition, batch: &IngestBatch) -> StorageResult<bool> {
+    partition.with_reader(|conn| {
+        let mut stmt = conn
+            .prepare_cached(FIND_BATCH)
+            .map_err(db_at("checking for a duplicate batch", &partition.path))?;
+        stmt.exists(params![
+            &*batch.agent_id,
+            as_sql(batch.stream_id),
+            as_sql(batch.sequence)
+        ])
+        .map_err(db_at("checking for a duplicate batch", &partition.path))
+    })
+}
+
+/// Writes `batch` into `partition` in one transaction, or finds it already there.
+pub(crate) fn write_batch(
+    conn: &mut Connection,
+    partition: &Partition,
+    batch: &IngestBatch,
+) -> StorageResult<CommitOutcome> {
+    let path = &partition.path;
+    let err = |context| db_at(context, path);
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(err("beginning a transaction"))?;
+    let inserted = tx
+        .prepare_cached(INSERT_BATCH)
+        .and_then(|mut s| {
+            s.execute(params![
+                &*batch.agent_id,
+                as_sql(batch.stream_id),
+                as_sql(batch.sequence),
+                batch.received_ns,
+                saturate(batch.events.len() as u64)
+            ])
+        })
+        .map_err(err("recording a batch"))?;
+    if inserted == 0 {
+        // Dropping the transaction rolls it back; nothing was written.
+        return Ok(CommitOutcome::Duplicate);
+    }
+    partition.note_stream(&batch.agent_id, batch.stream_id);
+    let bounds = insert_events(&tx, batch).map_err(|e| match e {
+        InsertError::Sql(e) => err("storing events")(e),
+        InsertError::Json(e) => json("encoding labels or fields")(e),
+    })?;
+    {
+        let mut meta = tx
+            .prepare_cached(UPSERT_META)
+            .map_err(err("updating bounds"))?;
+        for kind in [Kind::Log, Kind::Metric, Kind::Flow] {
+            if let Some((min, max)) = bounds[kind as usize] {
+                meta.execute(params![kind.as_str(), min, max])
+                    .map_err(err("updating bounds"))?;
+            }
+        }
+    }
+    partition.widen(&bounds);
+    tx.commit().map_err(err("committing a batch"))?;
+    Ok(CommitOutcome::Committed)
+}
+
+enum InsertError {
+    Sql(rusqlite::Error),
+    Json(serde_json::Error),
+}
+
+impl From<rusqlite::Error> for InsertError {
+    fn from(e: rusqlite::Error) -> Self {
+        InsertError::Sql(e)
+    }
+}
+
+impl From<serde_json::Error> for InsertError {
+    fn from(e: serde_json::Error) -> Self {
+        InsertError::Json(e)
+    }
+}
+
+/// Inserts the events with cached statements; returns their time bounds per kind.
+fn insert_events(conn: &Connection, batch: &IngestBatch) -> Result<Bounds, InsertError> {
+    let mut bounds: Bounds = [None; 3];
+    let mut logs = conn.prepare_cached(INSERT_LOG)?;
+    let mut metrics = conn.prepare_cached(INSERT_METRIC)?;
+    let mut flows = conn.prepare_cached(INSERT_FLOW)?;
+    let agent = &*batch.agent_id;
+    for event in &batch.events {
+        let ts = event.timestamp_ns;
+        let labels = serde_json::to_string(&event.labels)?;
+        let kind = match &event.kind {
+            EventKind::Log(log) => {
+                let fields = serde_json::to_string(&log.fields)?;
+                logs.execute(params![
+                    ts,
+                    agent,
+                    event.source,
+                    log.severity.map(|s| s.code()),
+                    log.message,
+                    labels,
+                    fields
+                ])?;
+                Kind::Log
+            }
+            EventKind::Metric(metric) => {
+                let detail = match &metric.value {
+                    MetricValue::Histogram { .. } | MetricValue::Summary { .. } => {
+                        Some(serde_json::to_string(&metric.value)?)
+                    }
+                    MetricValue::Gauge { .. } | MetricValue::Counter { .. } => None,
+                };
+                // NaN is stored as NULL by SQLite; queries skip it.
+                metrics.execute(params![
+                    ts,
+                    agent,
+                    event.source,
+                    metric.name,
+                    labels,
+                    metric.value.kind_name(),
+                    metric.value.scalar(),
+                    detail
+                ])?;
+                Kind::Metric
+            }
+            EventKind::Flow(flow) => {
+                flows.execute(params![
+                    ts,
+                    flow.end_ns,
+                    agent,
+                    event.source,
+                    labels,
+                    flow.src_addr.to_string(),
+                    flow.dst_addr.to_string(),
+                    flow.src_port,
+                    flow.dst_port,
+                    flow.protocol,
+                    saturate(flow.bytes_out),
+                    saturate(flow.bytes_in),
+                    saturate(flow.packets_out),
+                    saturate(flow.packets_in),
+                    flow.tcp_flags
+                ])?;
+                Kind::Flow
+            }
+        };
+        let slot = &mut bounds[kind as usize];
+        *slot = Some(match *slot {
+            Some((lo, hi)) => (lo.min(ts), hi.max(ts)),
+            None => (ts, ts),
+        });
+    }
+    Ok(bounds)
+}
