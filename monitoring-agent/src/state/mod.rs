@@ -1,1 +1,154 @@
-//! (being written)
+//! The agent's persistent state in `[state] dir`: checkpoints that must survive a
+//! crash at any instant.
+//!
+//! A state file is only ever replaced whole: [`write_atomic`] writes a temporary file
+//! beside it, flushes it to disk, renames it over the old one and flushes the
+//! directory, so that after a crash or power loss the file holds either the old or the
+//! new content, never a mix or nothing (LESSONS #4).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Why a state file could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The path has no file name or no parent directory to write beside.
+    #[error("{path}: not a file path inside a directory")]
+    BadPath {
+        /// The path asked for.
+        path: PathBuf,
+    },
+    /// A step of the atomic write failed.
+    #[error("{path}: cannot {step}: {source}")]
+    Io {
+        /// The file (or directory) the step worked on.
+        path: PathBuf,
+        /// What was being done: `create temporary file`, `fsync`, `rename`...
+        step: &'static str,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Replaces the file at `path` with `bytes` atomically and durably: temporary file in
+/// the same directory, fsync, rename over `path`, fsync of the directory.
+///
+/// On error the old content (if any) is still in place; the temporary file is removed
+/// where possible.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(StateError::BadPath {
+            path: path.to_path_buf(),
+        });
+    };
+    // An empty parent means the current directory.
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(".tmp");
+    let tmp = dir.join(tmp_name);
+
+    let result = write_and_rename(&tmp, path, dir, bytes);
+    if result.is_err() {
+        // Best effort: a leftover temporary file is harmless (overwritten next time).
+        fs::remove_file(&tmp).ok();
+    }
+    result
+}
+
+fn write_and_rename(tmp: &Path, path: &Path, dir: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let io = |path: &Path, step: &'static str| {
+        let path = path.to_path_buf();
+        move |source| StateError::Io { path, step, source }
+    };
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(tmp)
+        .map_err(io(tmp, "create temporary file"))?;
+    file.write_all(bytes)
+        .map_err(io(tmp, "write temporary file"))?;
+    file.sync_all().map_err(io(tmp, "fsync temporary file"))?;
+    drop(file);
+    fs::rename(tmp, path).map_err(io(path, "rename temporary file over"))?;
+    // Without this the rename itself may not survive a power loss.
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir, "fsync directory"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_and_replaces_whole_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("files.json");
+        write_atomic(&path, b"old content").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"old content");
+        write_atomic(&path, b"new").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        // No temporary file is left behind.
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("files.json")]);
+    }
+
+    #[test]
+    fn failed_write_leaves_old_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("files.json");
+        write_atomic(&path, b"old content").unwrap();
+        // A directory where the temporary file must go makes the write fail midway.
+        fs::create_dir(dir.path().join(".files.json.tmp")).unwrap();
+        let err = write_atomic(&path, b"new content").unwrap_err();
+        assert!(err.to_string().contains(".files.json.tmp"), "{err}");
+        assert_eq!(fs::read(&path).unwrap(), b"old content");
+    }
+
+    #[test]
+    fn missing_directory_is_an_error_with_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("absent").join("files.json");
+        let err = write_atomic(&path, b"x").unwrap_err();
+        assert!(matches!(err, StateError::Io { .. }));
+        assert!(err.to_string().contains("absent"), "{err}");
+    }
+
+    #[test]
+    fn concurrent_readers_see_old_or_new_never_partial() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let a = vec![b'a'; 64 * 1024];
+        let b = vec![b'b'; 32 * 1024];
+        write_atomic(&path, &a).unwrap();
+        let reader = {
+            let path = path.clone();
+            let (a, b) = (a.clone(), b.clone());
+            std::thread::spawn(move || {
+                for _ in 0..500 {
+                    let got = fs::read(&path).unwrap();
+                    assert!(
+                        got == a || got == b,
+                        "partial content of {} bytes",
+                        got.len()
+                    );
+                }
+            })
+        };
+        for i in 0..100 {
+            write_atomic(&path, if i % 2 == 0 { &b } else { &a }).unwrap();
+        }
+        reader.join().unwrap();
+    }
+}

@@ -1,0 +1,267 @@
+//! The file server: the set of open files, matched against the patterns at each scan,
+//! and the decisions that keep rotation from losing or repeating lines.
+//!
+//! - A file found at a scan is first matched by inode to an open file (a rename keeps
+//!   the inode); an open file the patterns no longer match was rotated away or
+//!   deleted: it is read to its end and closed after a quiet period.
+//! - A new file is known by its fingerprint: an open content with the same one means
+//!   a copy (copy-truncate), not read; a closed one resumes where it was read to; an
+//!   unknown one starts at zero (or at `read_from` in the first scan), and at zero
+//!   too when its inode held other content before (inode reuse).
+//! - A file shorter than its read position, or no longer starting with its prefix,
+//!   was truncated: its old content is parked under its fingerprint with its progress
+//!   (its copy, if the patterns match it, resumes from there) and the file is read
+//!   again from zero with a fresh progress.
+
+mod identify;
+mod rotation;
+
+use identify::ORPHAN_TTL;
+use rotation::current_path;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, warn};
+
+use super::FileMetrics;
+use super::checkpoints::{Checkpoints, Known, now_ms};
+use super::config::LogsConfig;
+use super::discovery::Discovery;
+use super::fingerprint::Key;
+use super::tail::{Deliver, Poll, ReadContext, Stopped, Tail};
+
+/// Size of one read.
+const CHUNK_BYTES: usize = 64 * 1024;
+/// Most bytes read from one file before the others get their turn.
+const BUDGET_BYTES: usize = 16 * CHUNK_BYTES;
+
+/// What a read round did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Round {
+    /// Some file has more to read right away.
+    pub more: bool,
+    /// Some file had new data.
+    pub read: bool,
+}
+
+/// The open files and the known contents.
+pub(super) struct Server {
+    config: LogsConfig,
+    discovery: Discovery,
+    checkpoints: Checkpoints,
+    tails: HashMap<Key, Tail>,
+    metrics: Arc<FileMetrics>,
+    /// Whether the first scan (where `read_from` applies) is done.
+    started: bool,
+    /// Files of the first scan that waited for a slot: `read_from` still applies.
+    startup_waiting: HashSet<(u64, u64)>,
+    /// Files recognised as copies at the last scan, to count and log each once.
+    duplicates: HashSet<(u64, u64)>,
+    /// Paths that failed to open, to warn once per path.
+    failed_paths: HashSet<PathBuf>,
+    waiting: usize,
+    /// Contents too short to have a fingerprint whose file was truncated, with when:
+    /// a new file starting with all of one is its copy (copy-truncate of a short
+    /// file) and resumes where it was read to.
+    orphans: Vec<(Instant, Known)>,
+    /// Set when a truncation or a new fingerprint needs a scan before the next read.
+    pub rescan_requested: bool,
+    buf: Vec<u8>,
+    scratch: Vec<u8>,
+    batch: Vec<crate::pipeline::Envelope>,
+    keys: Vec<Key>,
+}
+
+impl Server {
+    /// A server with nothing open yet.
+    pub fn new(
+        config: LogsConfig,
+        discovery: Discovery,
+        checkpoints: Checkpoints,
+        metrics: Arc<FileMetrics>,
+    ) -> Server {
+        Server {
+            config,
+            discovery,
+            checkpoints,
+            tails: HashMap::new(),
+            metrics,
+            started: false,
+            startup_waiting: HashSet::new(),
+            duplicates: HashSet::new(),
+            failed_paths: HashSet::new(),
+            waiting: 0,
+            orphans: Vec::new(),
+            rescan_requested: false,
+            buf: vec![0; CHUNK_BYTES],
+            scratch: Vec::new(),
+            batch: Vec::new(),
+            keys: Vec::new(),
+        }
+    }
+
+    /// Matches the patterns again and reconciles the open files with what is there.
+    pub fn scan(&mut self) {
+        let initial = !self.started;
+        self.rescan_requested = false;
+        let candidates = self.discovery.scan();
+        // Forget failures of paths that are gone (rotated names are unbounded).
+        if !self.failed_paths.is_empty() {
+            let present: HashSet<&PathBuf> = candidates.iter().map(|c| &c.path).collect();
+            self.failed_paths.retain(|p| present.contains(p));
+        }
+        let by_inode: HashMap<(u64, u64), Key> = self
+            .tails
+            .iter()
+            .map(|(k, t)| ((t.dev, t.ino), *k))
+            .collect();
+        let mut matched = HashSet::new();
+        let mut fresh = Vec::new();
+        for c in candidates {
+            let Some(key) = by_inode.get(&(c.dev, c.ino)) else {
+                fresh.push(c);
+                continue;
+            };
+            matched.insert(*key);
+            if let Some(tail) = self.tails.get_mut(key) {
+                if tail.path != c.path {
+                    debug!(message = "File renamed.", from = %tail.path.display(), to = %c.path.display());
+                    tail.path = c.path;
+                }
+                if tail.rotated_since.take().is_some() {
+                    debug!(message = "Rotated file matches the patterns again.", path = %tail.path.display());
+                }
+            }
+        }
+        for (key, tail) in &mut self.tails {
+            if !matched.contains(key) && tail.rotated_since.is_none() {
+                tail.rotated_since = Some(Instant::now());
+                self.metrics.rotations.inc();
+                if let Some(path) = current_path(&tail.file) {
+                    tail.path = path;
+                }
+                debug!(message = "File rotated away or deleted; reading it to its end.", path = %tail.path.display());
+            }
+        }
+        self.check_rewritten();
+
+        // Files whose inode has a checkpoint first: one found truncated may leave an
+        // orphan that another file of this scan (its copy) continues.
+        fresh.sort_by_key(|c| !self.checkpoints.knows_inode(c.dev, c.ino));
+        self.orphans
+            .retain(|(since, _)| since.elapsed() < ORPHAN_TTL);
+        self.waiting = 0;
+        let mut duplicates = HashSet::new();
+        for c in fresh {
+            if self.tails.len() >= self.config.max_open_files {
+                self.close_finished(true);
+            }
+            if self.tails.len() >= self.config.max_open_files {
+                self.waiting += 1;
+                if initial {
+                    self.startup_waiting.insert((c.dev, c.ino));
+                }
+                continue;
+            }
+            self.open_candidate(c, initial, &mut duplicates);
+        }
+        if self.waiting > 0 {
+            debug!(
+                message = "Files wait for a slot under max_open_files.",
+                waiting = self.waiting
+            );
+        }
+        self.duplicates = duplicates;
+        if initial {
+            self.resume_rotated();
+            self.started = true;
+        }
+        self.update_gauges();
+    }
+
+    /// One read pass over every open file.
+    pub fn read_round(&mut self, out: &mut dyn Deliver) -> Result<Round, Stopped> {
+        let mut keys = std::mem::take(&mut self.keys);
+        keys.clear();
+        keys.extend(self.tails.keys().copied());
+        let mut more = false;
+        let mut read = false;
+        let mut stopped = None;
+        for key in &keys {
+            let Some(tail) = self.tails.get_mut(key) else {
+                continue;
+            };
+            let mut cx = ReadContext {
+                buf: &mut self.buf,
+                scratch: &mut self.scratch,
+                batch: &mut self.batch,
+                metrics: &self.metrics,
+                fingerprint_bytes: self.config.fingerprint_bytes,
+                budget: BUDGET_BYTES,
+            };
+            match tail.poll(&mut cx, out) {
+                Ok(Poll::Idle) => tail.failing = false,
+                Ok(Poll::Read { more: m }) => {
+                    read = true;
+                    tail.failing = false;
+                    more |= m;
+                }
+                Ok(Poll::Truncated) => {
+                    self.handle_truncation(*key);
+                    more = true;
+                }
+                Ok(Poll::Identified(prefix)) => {
+                    self.adopt_fingerprint(*key, prefix);
+                    more = true;
+                }
+                Ok(Poll::Stopped(s)) => {
+                    stopped = Some(s);
+                    break;
+                }
+                Err(error) => {
+                    self.metrics.read_errors.inc();
+                    if !tail.failing {
+                        tail.failing = true;
+                        warn!(message = "Failed to read file; retrying.", path = %tail.path.display(), %error);
+                    }
+                }
+            }
+        }
+        self.keys = keys;
+        if let Some(s) = stopped {
+            return Err(s);
+        }
+        self.close_finished(false);
+        self.update_gauges();
+        Ok(Round { more, read })
+    }
+
+    /// Writes the checkpoints (acknowledged offsets) if they changed.
+    pub fn checkpoint(&mut self) -> bool {
+        let now = now_ms();
+        self.checkpoints.prune(
+            now,
+            Duration::from_secs(self.config.checkpoint_retention_secs),
+        );
+        // Open files are seen now; an hour's precision is plenty for pruning and
+        // keeps an idle agent from rewriting the file every interval.
+        let seen = now - now % 3_600_000;
+        let open = self.tails.values().map(|t| t.entry(seen)).collect();
+        self.checkpoints.save(open, &self.metrics)
+    }
+
+    fn update_gauges(&self) {
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.metrics.files_open.set(gauge(self.tails.len()));
+        let rotated = self
+            .tails
+            .values()
+            .filter(|t| t.rotated_since.is_some())
+            .count();
+        self.metrics.files_rotated_open.set(gauge(rotated));
+        self.metrics.files_waiting.set(gauge(self.waiting));
+    }
+}

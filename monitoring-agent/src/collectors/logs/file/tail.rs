@@ -1,0 +1,268 @@
+//! One open file being read: its identity, its position, and the read that turns
+//! new bytes into envelopes.
+//!
+//! Reads use explicit offsets (`pread`) up to the size measured just before, so a
+//! file short enough to be known by inode is never read past `fingerprint_bytes`
+//! before its identity is settled, and a truncation is seen as a size below the read
+//! position rather than as a read from the middle of new content.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use monitoring_common::event::{Fields, Labels, LogEvent};
+use monitoring_common::{Event, EventKind, Value};
+
+use super::FileMetrics;
+use super::checkpoints::{self, Known};
+use super::fingerprint::{Key, Prefix, read_prefix, starts_with};
+use super::reader::LineSplitter;
+use crate::pipeline::{Envelope, SourceProgress};
+
+/// Field holding the byte offset of the line's start in its file.
+pub const OFFSET_FIELD: &str = "offset";
+
+/// Why handing a batch over stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stopped {
+    /// `stop_reading` fired.
+    Cancelled,
+    /// The pipeline is closed.
+    Closed,
+}
+
+/// Where the read loop hands batches of envelopes: the pipeline (through a blocking
+/// bridge) in the agent, a plain vector in model tests.
+pub(super) trait Deliver {
+    /// Hands over every envelope of `batch` in order, leaving it empty.
+    fn deliver(&mut self, batch: &mut Vec<Envelope>) -> Result<(), Stopped>;
+}
+
+/// What a poll of one file found.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Poll {
+    /// Nothing new.
+    Idle,
+    /// Lines were read; `more` if the budget ran out before the end.
+    Read {
+        /// Whether unread bytes remain.
+        more: bool,
+    },
+    /// The file is shorter than the read position: truncated.
+    Truncated,
+    /// A short file grew enough to have a fingerprint, not adopted yet.
+    Identified(Prefix),
+    /// Handing over stopped; nothing more is read.
+    Stopped(Stopped),
+}
+
+/// Buffers shared by all tails, reused across reads.
+pub(super) struct ReadContext<'a> {
+    /// The read buffer (its length is the chunk size).
+    pub buf: &'a mut Vec<u8>,
+    /// Scratch space for fingerprints.
+    pub scratch: &'a mut Vec<u8>,
+    /// Envelopes of the chunk being handed over.
+    pub batch: &'a mut Vec<Envelope>,
+    /// Counters.
+    pub metrics: &'a FileMetrics,
+    /// Configured fingerprint size.
+    pub fingerprint_bytes: usize,
+    /// Most bytes read from one file per poll, for fairness between files.
+    pub budget: usize,
+}
+
+/// An open file.
+#[derive(Debug)]
+pub(super) struct Tail {
+    /// Its checkpoint key.
+    pub key: Key,
+    /// The path it is known under now.
+    pub path: PathBuf,
+    /// The `source` of its events: its path when it was opened.
+    pub source: String,
+    /// The open file.
+    pub file: File,
+    /// Device.
+    pub dev: u64,
+    /// Inode.
+    pub ino: u64,
+    /// Hash of its first bytes; full once the file has `fingerprint_bytes`.
+    pub prefix: Prefix,
+    /// Delivery progress of its content.
+    pub progress: Arc<SourceProgress>,
+    /// Line splitting state; its position is the read position.
+    pub splitter: LineSplitter,
+    /// Offset just past the last line handed over.
+    pub emitted: u64,
+    /// Size at the last poll (or when opened).
+    pub size: u64,
+    /// Since when it is no longer matched by the patterns (renamed away or deleted).
+    pub rotated_since: Option<Instant>,
+    /// When data was last read (or the file opened).
+    pub last_data: Instant,
+    /// Whether the last poll failed (to log a failing file once, not every poll).
+    pub failing: bool,
+}
+
+impl Tail {
+    /// A tail reading `file` from `start`, a line start.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        key: Key,
+        path: PathBuf,
+        file: File,
+        dev: u64,
+        ino: u64,
+        prefix: Prefix,
+        progress: Arc<SourceProgress>,
+        start: u64,
+        max_line_bytes: usize,
+    ) -> Tail {
+        Tail {
+            key,
+            source: path.to_string_lossy().into_owned(),
+            path,
+            file,
+            dev,
+            ino,
+            prefix,
+            progress,
+            splitter: LineSplitter::new(start, max_line_bytes),
+            emitted: start,
+            size: start,
+            rotated_since: None,
+            last_data: Instant::now(),
+            failing: false,
+        }
+    }
+
+    /// Reads from the start again with a fresh progress: the file holds new content.
+    pub fn restart(&mut self, key: Key, prefix: Prefix, max_line_bytes: usize) {
+        self.key = key;
+        self.prefix = prefix;
+        self.progress = SourceProgress::new(0);
+        self.splitter = LineSplitter::new(0, max_line_bytes);
+        self.emitted = 0;
+        self.last_data = Instant::now();
+    }
+
+    /// The known-content record left when this file is closed.
+    pub fn into_known(self, now_ms: u64) -> Known {
+        Known {
+            dev: self.dev,
+            ino: self.ino,
+            prefix: self.prefix,
+            path: self.path,
+            progress: self.progress,
+            position: self.emitted,
+            last_seen_ms: now_ms,
+        }
+    }
+
+    /// Its checkpoint entry.
+    pub fn entry(&self, now_ms: u64) -> checkpoints::Entry {
+        checkpoints::entry(
+            &self.path,
+            self.dev,
+            self.ino,
+            &self.prefix,
+            self.progress.acked(),
+            now_ms,
+        )
+    }
+
+    /// Whether everything measured has been read.
+    pub fn at_end(&self) -> bool {
+        self.splitter.position() >= self.size
+    }
+
+    /// Reads what is new, up to the budget, and hands the lines to `out`.
+    pub fn poll(&mut self, cx: &mut ReadContext<'_>, out: &mut dyn Deliver) -> io::Result<Poll> {
+        let size = self.file.metadata()?.len();
+        let mut pos = self.splitter.position();
+        if size < pos {
+            return Ok(Poll::Truncated);
+        }
+        if pos == size {
+            self.size = size;
+            return Ok(Poll::Idle);
+        }
+        // Truncated and written past our position since the last poll: reading on
+        // would ship the middle of new content. One small pread per poll with data.
+        if !starts_with(&self.file, &self.prefix, size, cx.scratch)? {
+            return Ok(Poll::Truncated);
+        }
+        self.size = size;
+        if !self.prefix.is_full(cx.fingerprint_bytes) && size > self.prefix.len {
+            let prefix = read_prefix(&self.file, cx.fingerprint_bytes, size, cx.scratch)?;
+            if prefix.is_full(cx.fingerprint_bytes) {
+                return Ok(Poll::Identified(prefix));
+            }
+            self.prefix = prefix;
+        }
+        let mut budget = cx.budget;
+        while pos < size && budget > 0 {
+            let want = cx
+                .buf
+                .len()
+                .min(budget)
+                .min(usize::try_from(size - pos).unwrap_or(usize::MAX));
+            let n = match self.file.read_at(&mut cx.buf[..want], pos) {
+                Ok(0) => break, // shrank since measured; the next poll sees it
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            budget -= n;
+            cx.metrics.bytes_read.inc_by(n as u64);
+            self.split_into(&cx.buf[..n], cx.batch, cx.metrics);
+            pos = self.splitter.position();
+            if let Some(end) = cx.batch.last().and_then(|e| e.ack.as_ref()).map(|a| a.1) {
+                cx.metrics.lines_read.inc_by(cx.batch.len() as u64);
+                if let Err(stopped) = out.deliver(cx.batch) {
+                    cx.batch.clear();
+                    return Ok(Poll::Stopped(stopped));
+                }
+                self.emitted = end;
+            }
+        }
+        self.last_data = Instant::now();
+        Ok(Poll::Read { more: pos < size })
+    }
+
+    fn split_into(&mut self, chunk: &[u8], batch: &mut Vec<Envelope>, metrics: &FileMetrics) {
+        let timestamp_ns = monitoring_common::event::now_ns();
+        let source = &self.source;
+        let progress = &self.progress;
+        let mut truncated = 0;
+        self.splitter.feed(chunk, |line| {
+            truncated += u64::from(line.truncated);
+            let message = String::from_utf8_lossy(line.text).into_owned();
+            let mut fields = Fields::new();
+            fields.insert(
+                OFFSET_FIELD.to_string(),
+                Value::Int(i64::try_from(line.start).unwrap_or(i64::MAX)),
+            );
+            batch.push(Envelope {
+                event: Event {
+                    timestamp_ns,
+                    source: source.clone(),
+                    labels: Labels::new(),
+                    kind: EventKind::Log(LogEvent {
+                        message,
+                        severity: None,
+                        fields,
+                    }),
+                },
+                ack: Some((Arc::clone(progress), line.end)),
+            });
+        });
+        if truncated > 0 {
+            metrics.lines_truncated.inc_by(truncated);
+        }
+    }
+}
