@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace: unit, property and integration tests, including
-# the end-to-end tests that run the real agent and collector binaries.
+# Runs every test of the workspace: unit, property and integration tests, then the
+# end-to-end tests that run the real agent and collector binaries against each other
+# (their output, with the lost and duplicate counts, is shown).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The end-to-end tests start the binaries from target/debug: build them first.
 cargo build --workspace --bins
-cargo test --workspace --all-features "$@"
+cargo test --workspace --all-features --exclude monitoring-e2e "$@"
+cargo test -p monitoring-e2e --all-features "$@" -- --show-output

@@ -136,8 +136,7 @@ retention_days = 7
 
     /// Starts the collector again with the same config and data (after a kill).
     pub fn restart(&mut self) -> Result<()> {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill(&mut self.child);
         self.child = spawn(
             &bin("monitoring-collector")?,
             &self.config,
@@ -153,10 +152,8 @@ retention_days = 7
             if let Some(status) = self.child.try_wait()? {
                 bail!("collector exited with {status}; log:\n{}", self.log());
             }
-            if let Ok(r) = blocking_get(&url) {
-                if r.0 == 200 {
-                    return Ok(());
-                }
+            if blocking_get(&url).is_ok_and(|r| r.0 == 200) {
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -177,8 +174,7 @@ retention_days = 7
 
     /// SIGKILL.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill(&mut self.child);
     }
 
     /// GET a JSON document from the API.
@@ -302,16 +298,14 @@ listen = "127.0.0.1:{control_port}"
 
     /// Starts the agent again with the same config and state.
     pub fn restart(&mut self) -> Result<()> {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill(&mut self.child);
         let log = self.config.with_extension("log");
         self.child = spawn(&bin("monitoring-agent")?, &self.config, &log)?;
         Ok(())
     }
 
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill(&mut self.child);
     }
 
     pub fn log(&self) -> String {
@@ -322,6 +316,13 @@ listen = "127.0.0.1:{control_port}"
 impl Drop for Agent {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// SIGKILL and reap; a child that already exited is fine.
+fn kill(child: &mut Child) {
+    if let Err(error) = child.kill().and_then(|()| child.wait().map(drop)) {
+        eprintln!("killing pid {}: {error}", child.id());
     }
 }
 

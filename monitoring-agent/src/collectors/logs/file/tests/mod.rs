@@ -441,32 +441,3 @@ async fn disabled_source_returns_at_once() {
     .await
     .unwrap();
 }
-
-/// Throughput of the read path, printed (`cargo test --release -- --ignored
-/// throughput --nocapture`); a benchmark, not a timed assertion.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "benchmark"]
-async fn throughput() {
-    let (logs, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let n = 500_000;
-    let text: String = (0..n)
-        .map(|i| format!("2024-01-01T00:00:00Z host app[123]: request {i} served in 12ms\n"))
-        .collect();
-    fs::write(logs.path().join("a.log"), &text).unwrap();
-    let started = std::time::Instant::now();
-    let mut h = Harness::start(test_config(&[pattern(logs.path(), "*.log")]), state.path());
-    let mut count = 0;
-    while count < n {
-        let Some(e) = h.rx.recv().await else { break };
-        let (progress, end) = e.ack.unwrap();
-        progress.advance(end);
-        count += 1;
-    }
-    let secs = started.elapsed().as_secs_f64();
-    println!(
-        "{count} lines, {} MiB in {secs:.2} s: {:.0} lines/s",
-        text.len() >> 20,
-        count as f64 / secs
-    );
-    h.stop().await;
-}
