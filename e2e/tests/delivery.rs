@@ -6,7 +6,7 @@ use std::thread;
 use std::time::Duration;
 
 use monitoring_e2e::{
-    Agent, AgentOptions, Collector, LineWriter, loghub_lines, numbered_line, wait_for_all,
+    Agent, AgentOptions, Collector, LineWriter, Tally, loghub_lines, numbered_line, wait_for_all,
 };
 
 const DEADLINE: Duration = Duration::from_secs(240);
@@ -73,15 +73,21 @@ fn rotation_by_rename_and_copy_truncate_loses_and_repeats_nothing() {
     assert_eq!(t.duplicates, 0, "lines read twice");
 }
 
-/// The collector is killed with SIGKILL mid-stream and restarted: nothing is lost.
-#[test]
-fn collector_sigkill_mid_stream_loses_nothing() {
+/// Which process a crash test kills.
+enum Victim {
+    Collector,
+    Agent,
+}
+
+/// Writes 60,000 lines while the victim is killed with SIGKILL halfway and
+/// restarted; returns the tally once every line arrived (or the deadline passed).
+fn crash_mid_stream(victim: Victim, agent_id: &str) -> Tally {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs).unwrap();
     let mut collector = Collector::start(dir).unwrap();
-    let _agent = Agent::start(dir, "steady", &collector.endpoint(), &options(&logs)).unwrap();
+    let mut agent = Agent::start(dir, agent_id, &collector.endpoint(), &options(&logs)).unwrap();
 
     let corpus = loghub_lines();
     let total: u64 = 60_000;
@@ -90,55 +96,49 @@ fn collector_sigkill_mid_stream_loses_nothing() {
         w.write_lines((start..start + 1_000).map(|n| numbered_line(&corpus, n)))
             .unwrap();
         if start == total / 2 {
-            collector.kill();
-            thread::sleep(Duration::from_millis(500));
-            collector.restart().unwrap();
+            match victim {
+                Victim::Collector => {
+                    collector.kill();
+                    thread::sleep(Duration::from_millis(500));
+                    collector.restart().unwrap();
+                }
+                Victim::Agent => {
+                    agent.kill();
+                    thread::sleep(Duration::from_millis(300));
+                    agent.restart().unwrap();
+                }
+            }
         }
         thread::sleep(Duration::from_millis(20));
     }
     let t = wait_for_all(&collector, total, DEADLINE).unwrap();
     println!(
-        "collector SIGKILL: expected {} missing {} duplicates {}",
+        "{agent_id}: expected {} missing {} duplicates {}",
         t.expected,
         t.missing.len(),
         t.duplicates
     );
-    assert!(t.missing.is_empty(), "lost {} lines", t.missing.len());
+    assert!(
+        t.missing.is_empty(),
+        "lost {} lines; agent log:\n{}",
+        t.missing.len(),
+        agent.log()
+    );
+    t
+}
+
+/// The collector is killed with SIGKILL mid-stream and restarted: nothing is lost.
+#[test]
+fn collector_sigkill_mid_stream_loses_nothing() {
+    let t = crash_mid_stream(Victim::Collector, "collector-sigkill");
     // The collector records every committed batch with its events, so a batch resent
     // after the restart is recognised: no duplicates are expected here either.
     assert_eq!(t.duplicates, 0);
 }
 
 /// The agent is killed with SIGKILL mid-stream and restarted: nothing is lost;
-/// duplicates are only what was committed but not yet checkpointed.
+/// duplicates are only lines committed but not yet checkpointed (printed).
 #[test]
 fn agent_sigkill_mid_stream_loses_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let logs = dir.join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let collector = Collector::start(dir).unwrap();
-    let mut agent = Agent::start(dir, "crashy", &collector.endpoint(), &options(&logs)).unwrap();
-
-    let corpus = loghub_lines();
-    let total: u64 = 60_000;
-    let mut w = LineWriter::open(&logs.join("app.log")).unwrap();
-    for start in (0..total).step_by(1_000) {
-        w.write_lines((start..start + 1_000).map(|n| numbered_line(&corpus, n)))
-            .unwrap();
-        if start == total / 2 {
-            agent.kill();
-            thread::sleep(Duration::from_millis(300));
-            agent.restart().unwrap();
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    let t = wait_for_all(&collector, total, DEADLINE).unwrap();
-    println!(
-        "agent SIGKILL: expected {} missing {} duplicates {}",
-        t.expected,
-        t.missing.len(),
-        t.duplicates
-    );
-    assert!(t.missing.is_empty(), "lost {} lines", t.missing.len());
+    crash_mid_stream(Victim::Agent, "agent-sigkill");
 }
