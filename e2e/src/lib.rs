@@ -92,6 +92,12 @@ pub struct Collector {
 impl Collector {
     /// Writes a config under `dir` and starts the collector.
     pub fn start(dir: &Path) -> Result<Collector> {
+        Collector::start_with(dir, "")
+    }
+
+    /// Like [`Collector::start`], with `extra` (whole TOML sections such as
+    /// `[server.tls]`) appended to the config.
+    pub fn start_with(dir: &Path, extra: &str) -> Result<Collector> {
         let ingest_port = free_port();
         let api_port = free_port();
         let config = dir.join("collector.toml");
@@ -115,6 +121,8 @@ workers = 2
 backend = "sqlite"
 path = "{}"
 retention_days = 7
+
+{extra}
 "#,
                 dir.join("store").display()
             ),
@@ -221,6 +229,8 @@ pub struct AgentOptions {
     pub system_interval_secs: u64,
     pub flush_interval_ms: u64,
     pub compression: String,
+    /// Appended to the agent's config (whole sections such as `[collector.tls]`).
+    pub extra: String,
 }
 
 impl Default for AgentOptions {
@@ -231,6 +241,7 @@ impl Default for AgentOptions {
             system_interval_secs: 1,
             flush_interval_ms: 100,
             compression: "lz4".into(),
+            extra: String::new(),
         }
     }
 }
@@ -277,7 +288,10 @@ system_interval_secs = {interval}
 
 [control]
 listen = "127.0.0.1:{control_port}"
+
+{extra}
 "#,
+                extra = opts.extra,
                 flush = opts.flush_interval_ms,
                 compression = opts.compression,
                 state = dir.join(format!("state-{id}")).display(),

@@ -1,6 +1,8 @@
 //! End to end: lines written to files arrive at the collector exactly once through
 //! rotations, and at least once (with duplicates counted) through crashes.
 
+#![allow(clippy::unwrap_used)] // Tests may unwrap.
+
 use std::path::Path;
 use std::thread;
 use std::time::Duration;

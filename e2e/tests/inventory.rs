@@ -1,5 +1,7 @@
 //! End to end: host metrics and the agent's inventory reach the API.
 
+#![allow(clippy::unwrap_used)] // Tests may unwrap.
+
 use std::time::{Duration, Instant};
 
 use monitoring_e2e::{Agent, AgentOptions, Collector};

@@ -153,6 +153,7 @@ pub async fn run_with(
                 agent_id: agent_id.clone(),
                 auth_token: config.collector.token().map(str::to_string),
                 connect_timeout: Duration::from_secs(config.collector.connect_timeout_secs),
+                tls: config.collector.tls.clone(),
             },
             max_in_flight: config.collector.max_in_flight,
             shutdown_timeout: config.shutdown_timeout(),

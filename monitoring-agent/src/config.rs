@@ -104,6 +104,8 @@ pub struct CollectorConfig {
     pub max_in_flight: usize,
     /// Limit on TCP connect plus WebSocket handshake, in seconds. Default `10`.
     pub connect_timeout_secs: u64,
+    /// `[collector.tls]`: CA, client certificate and key for `wss://`. Default: none.
+    pub tls: crate::transport::tls::TlsClientConfig,
 }
 
 impl Default for CollectorConfig {
@@ -113,6 +115,7 @@ impl Default for CollectorConfig {
             auth_token: None,
             max_in_flight: 8,
             connect_timeout_secs: 10,
+            tls: Default::default(),
         }
     }
 }
@@ -292,10 +295,8 @@ impl Validate for AgentConfig {
             )),
             Ok(uri) => match (uri.scheme_str(), uri.host()) {
                 (Some("ws"), Some(_)) => {}
-                (Some("wss"), Some(_)) => p.push(Problem::new(
-                    "collector.endpoint",
-                    "wss:// needs TLS support, which this build does not have yet; use ws://",
-                )),
+                // `[collector.tls]` is checked below, with the scheme known.
+                (Some("wss"), Some(_)) => {}
                 (_, None) => p.push(Problem::new(
                     "collector.endpoint",
                     "must name a host, as in ws://host:7400/ingest",
@@ -306,6 +307,8 @@ impl Validate for AgentConfig {
                 )),
             },
         }
+        let wss = self.collector.endpoint.starts_with("wss://");
+        p.extend(self.collector.tls.validate("collector.tls", wss));
         if let Some(token) = self.collector.token()
             && !header_safe(token)
         {
@@ -480,11 +483,13 @@ files = [\"relative/*.log\"]
     }
 
     #[test]
-    fn wss_is_refused_until_tls_exists() {
+    fn wss_needs_a_ca() {
         let text = "[collector]\nendpoint = \"wss://collector:7400/ingest\"\n";
         let err = parse::<AgentConfig>(text, Path::new("a.toml"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("TLS"), "{err}");
+        assert!(err.contains("collector.tls.ca"), "{err}");
+        let text = "[collector]\nendpoint = \"wss://collector:7400/ingest\"\n[collector.tls]\nca = \"ca.pem\"\n";
+        parse::<AgentConfig>(text, Path::new("a.toml")).unwrap();
     }
 }

@@ -79,6 +79,7 @@ fn start(url: String, o: Options) -> Pipeline {
                 agent_id: "test-agent".into(),
                 auth_token: o.token,
                 connect_timeout: Duration::from_secs(5),
+                tls: Default::default(),
             },
             max_in_flight: o.max_in_flight,
             shutdown_timeout: o.shutdown_timeout,

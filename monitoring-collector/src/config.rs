@@ -79,6 +79,11 @@ pub struct ServerConfig {
     /// `[server.limits]`: bounds on what an agent may send. Defaults: frames of 8 MiB,
     /// 64 MiB uncompressed, 100,000 events per batch.
     pub limits: Limits,
+    /// How long a client gets to complete the TLS handshake after opening TCP, in
+    /// seconds; then it is dropped (slowloris). Default 10.
+    pub handshake_timeout_secs: u64,
+    /// `[server.tls]`: TLS and mutual TLS on the ingest listener. Default: off.
+    pub tls: crate::tls::TlsConfig,
 }
 
 impl Default for ServerConfig {
@@ -89,6 +94,8 @@ impl Default for ServerConfig {
             max_in_flight_per_connection: 64,
             shutdown_timeout_secs: 10,
             limits: Limits::default(),
+            handshake_timeout_secs: 10,
+            tls: crate::tls::TlsConfig::default(),
         }
     }
 }
@@ -121,6 +128,11 @@ impl ServerConfig {
             "shutdown_timeout_secs",
             "must be at most 3600",
         );
+        check(
+            (1..=300).contains(&self.handshake_timeout_secs),
+            "handshake_timeout_secs",
+            "must be between 1 and 300",
+        );
         let limits = &self.limits;
         check(
             (64..=MAX_FRAME_BYTES_LIMIT).contains(&limits.max_frame_bytes),
@@ -137,6 +149,7 @@ impl ServerConfig {
             "limits.max_events_per_batch",
             "must be at least 1",
         );
+        problems.extend(self.tls.validate(&format!("{prefix}.tls")));
         problems
     }
 

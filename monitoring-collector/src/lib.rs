@@ -9,6 +9,8 @@
 //! - [`auth`]: who an agent is (the seam for mTLS and JWT);
 //! - [`retention`]: dropping expired data;
 //! - [`telemetry`]: the collector's own metrics, defined in one place;
+//! - [`tls`]: TLS and mutual TLS on the ingest listener;
+//! - [`certs`]: development certificates (`monitoring-collector certs`);
 //! - [`config`]: the TOML configuration.
 //!
 //! ```no_run
@@ -21,6 +23,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod certs;
 pub mod config;
 pub mod ingest;
 pub mod processor;
@@ -28,5 +31,6 @@ pub mod retention;
 pub mod server;
 pub mod storage;
 pub mod telemetry;
+pub mod tls;
 
 pub use server::{RunError, Server, run};

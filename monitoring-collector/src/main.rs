@@ -1,4 +1,5 @@
-//! The `monitoring-collector` command: `run` (the default) and `check-config`.
+//! The `monitoring-collector` command: `run` (the default), `check-config` and
+//! `token`.
 //!
 //! Exit codes, decided in one place ([`main`]): 0 success, 1 a configuration or
 //! runtime error (printed with its causes), 2 a usage error (from clap).
@@ -42,6 +43,47 @@ enum Command {
     /// Validate the configuration: print "OK", or every problem as
     /// `file:line: key `x`: message` and exit 1.
     CheckConfig,
+    /// Mint an agent token (JWT) with the `[auth]` key of the configuration (mode
+    /// "jwt") and print only the token on stdout.
+    Token(TokenArgs),
+    /// Write a development CA, a server certificate and agent client certificates
+    /// (PEM) for TLS and mutual TLS. Not for production.
+    Certs(CertsArgs),
+}
+
+/// Arguments of `certs`.
+#[derive(Debug, clap::Args)]
+struct CertsArgs {
+    /// Directory to write into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// An agent to make a client certificate for (repeatable).
+    #[arg(long = "agent-id", value_name = "ID")]
+    agent_ids: Vec<String>,
+    /// A name of the server certificate (repeatable; IP addresses become IP SANs).
+    #[arg(long = "server-name", value_name = "NAME", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()])]
+    server_names: Vec<String>,
+    /// Validity in days.
+    #[arg(long, default_value_t = 365)]
+    days: u32,
+    /// Overwrite existing files.
+    #[arg(long)]
+    force: bool,
+}
+
+/// Arguments of `token`.
+#[derive(Debug, clap::Args)]
+struct TokenArgs {
+    /// The agent the token is for (its `sub` claim).
+    #[arg(long, value_name = "ID")]
+    agent_id: String,
+    /// How long the token is valid: 30d, 12h, 90m...
+    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+    ttl: std::time::Duration,
+    /// Token id (`jti`), the value to put on the deny-list to revoke it. Default:
+    /// random.
+    #[arg(long, value_name = "ID")]
+    jti: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -54,6 +96,10 @@ enum LogFormat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `certs` needs no configuration.
+    if let Some(Command::Certs(args)) = &cli.command {
+        return finish(certs(args));
+    }
     let Some(config_path) = cli.config.clone() else {
         Cli::command()
             .error(
@@ -64,11 +110,17 @@ fn main() -> ExitCode {
     };
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::CheckConfig => check_config(&config_path),
+        Command::Token(args) => token(&config_path, &args),
+        Command::Certs(args) => certs(&args),
         Command::Run => {
             init_logging(cli.log_format);
             run(&config_path)
         }
     };
+    finish(result)
+}
+
+fn finish(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -104,8 +156,45 @@ fn render(error: &anyhow::Error) -> String {
 }
 
 fn check_config(path: &Path) -> anyhow::Result<()> {
-    Config::load(path)?;
+    let config = Config::load(path)?;
+    // Also reads the JWT key files, which validation (pure) cannot.
+    monitoring_collector::auth::Authenticator::new(&config.auth)?;
     writeln!(std::io::stdout(), "OK").context("cannot write to stdout")?;
+    Ok(())
+}
+
+fn token(path: &Path, args: &TokenArgs) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    let agent = monitoring_collector::auth::AgentId::parse(&args.agent_id)
+        .with_context(|| format!("--agent-id {:?}", args.agent_id))?;
+    if args.ttl.is_zero() {
+        anyhow::bail!("--ttl must be longer than zero");
+    }
+    let token =
+        monitoring_collector::auth::mint(&config.auth, &agent, args.ttl, args.jti.as_deref())?;
+    writeln!(std::io::stdout(), "{token}").context("cannot write to stdout")?;
+    Ok(())
+}
+
+fn certs(args: &CertsArgs) -> anyhow::Result<()> {
+    for id in &args.agent_ids {
+        monitoring_collector::auth::AgentId::parse(id)
+            .with_context(|| format!("--agent-id {id:?}"))?;
+    }
+    if args.days == 0 {
+        anyhow::bail!("--days must be at least 1");
+    }
+    let files = monitoring_collector::certs::write(&monitoring_collector::certs::CertsRequest {
+        out: args.out.clone(),
+        agent_ids: args.agent_ids.clone(),
+        server_names: args.server_names.clone(),
+        days: args.days,
+        force: args.force,
+    })?;
+    let mut stdout = std::io::stdout();
+    for file in files {
+        writeln!(stdout, "{}", file.display()).context("cannot write to stdout")?;
+    }
     Ok(())
 }
 

@@ -25,6 +25,7 @@ use crate::retention::{self, RETENTION_INTERVAL};
 use crate::storage::sqlite::SqliteStore;
 use crate::storage::{StorageError, Store};
 use crate::telemetry::Telemetry;
+use crate::tls::{PeerInfo, TlsListener};
 
 /// Why the collector could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +53,12 @@ pub enum RunError {
     /// The processor pool could not start.
     #[error(transparent)]
     Processor(#[from] SpawnError),
+    /// The `[server.tls]` files could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// The `[auth]` keys could not be loaded.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthSetupError),
     /// A server stopped with an error.
     #[error("{what} server failed: {source}")]
     Serve {
@@ -89,7 +96,11 @@ pub struct Server {
     config: Config,
     store: Arc<dyn Store>,
     ingest_listener: TcpListener,
+    /// Set when `server.tls.enabled`: loaded at bind so that bad files fail early.
+    ingest_tls: Option<Arc<rustls::ServerConfig>>,
     api_listener: TcpListener,
+    /// Set when `api.tls.enabled`.
+    api_tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, RunError> {
@@ -102,6 +113,14 @@ impl Server {
     /// Binds `server.websocket_addr` and `api.addr` (port 0 picks a free port; see
     /// [`Server::ingest_addr`]) and opens the store.
     pub async fn bind(config: Config) -> Result<Server, RunError> {
+        let ingest_tls = match config.server.tls.enabled {
+            true => Some(crate::tls::server_config(&config.server.tls, "server.tls")?),
+            false => None,
+        };
+        let api_tls = match config.api.tls.enabled {
+            true => Some(crate::tls::server_config(&config.api.tls, "api.tls")?),
+            false => None,
+        };
         let ingest_listener = bind("server.websocket_addr", config.server.websocket_addr).await?;
         let api_listener = bind("api.addr", config.api.addr).await?;
         let store = open_store(&config.storage).await?;
@@ -109,7 +128,9 @@ impl Server {
             config,
             store,
             ingest_listener,
+            ingest_tls,
             api_listener,
+            api_tls,
         })
     }
 
@@ -135,7 +156,9 @@ impl Server {
             config,
             store,
             ingest_listener,
+            ingest_tls,
             api_listener,
+            api_tls,
         } = self;
         // Cancelled by the caller or by a failing server; never cancels the caller's token.
         let stop = shutdown.child_token();
@@ -148,7 +171,7 @@ impl Server {
             metrics.clone(),
         )?;
         let tracker = TaskTracker::new();
-        let auth = Authenticator::new(&config.auth);
+        let auth = Authenticator::new(&config.auth)?;
         if auth.mode() == AuthMode::None && !ingest_addr.ip().is_loopback() {
             tracing::warn!(
                 message = "Agents are not authenticated (auth.mode = \"none\") on a non-loopback address; any client can write as any agent.",
@@ -164,22 +187,71 @@ impl Server {
             tracker.clone(),
         );
         let ingest_app = ingest::router(Arc::new(ingest_state))
-            .into_make_service_with_connect_info::<SocketAddr>();
+            .into_make_service_with_connect_info::<PeerInfo>();
         let api_app = api::router(AppState {
             store: Arc::clone(&store),
             telemetry,
         });
 
-        let mut ingest_server: JoinHandle<std::io::Result<()>> = tokio::spawn(
-            axum::serve(ingest_listener, ingest_app)
-                .with_graceful_shutdown(stop.clone().cancelled_owned())
-                .into_future(),
-        );
-        let mut api_server: JoinHandle<std::io::Result<()>> = tokio::spawn(
-            axum::serve(api_listener, api_app)
-                .with_graceful_shutdown(stop.clone().cancelled_owned())
-                .into_future(),
-        );
+        let scheme = if ingest_tls.is_some() { "wss" } else { "ws" };
+        let mut ingest_server: JoinHandle<std::io::Result<()>> = match ingest_tls {
+            Some(tls) => {
+                let timeout = Duration::from_secs(config.server.handshake_timeout_secs);
+                let listener =
+                    TlsListener::new(ingest_listener, tls, timeout, Some(metrics.clone()), &stop)
+                        .map_err(|source| RunError::Serve {
+                        what: "ingest",
+                        source,
+                    })?;
+                tokio::spawn(
+                    axum::serve(listener, ingest_app)
+                        .with_graceful_shutdown(stop.clone().cancelled_owned())
+                        .into_future(),
+                )
+            }
+            None => {
+                tracing::warn!(
+                    message = "Ingest TLS is off (server.tls.enabled = false): agent traffic is unencrypted.",
+                    addr = %ingest_addr
+                );
+                tokio::spawn(
+                    axum::serve(ingest_listener, ingest_app)
+                        .with_graceful_shutdown(stop.clone().cancelled_owned())
+                        .into_future(),
+                )
+            }
+        };
+        let api_scheme = if api_tls.is_some() { "https" } else { "http" };
+        let mut api_server: JoinHandle<std::io::Result<()>> = match api_tls {
+            Some(tls) => {
+                let timeout = Duration::from_secs(config.server.handshake_timeout_secs);
+                // Refusals are not counted: the metric is about agents.
+                let listener = TlsListener::new(api_listener, tls, timeout, None, &stop).map_err(
+                    |source| RunError::Serve {
+                        what: "API",
+                        source,
+                    },
+                )?;
+                tokio::spawn(
+                    axum::serve(listener, api_app)
+                        .with_graceful_shutdown(stop.clone().cancelled_owned())
+                        .into_future(),
+                )
+            }
+            None => {
+                if !api_addr.ip().is_loopback() {
+                    tracing::warn!(
+                        message = "API TLS is off (api.tls.enabled = false) on a non-loopback address: API traffic is unencrypted.",
+                        addr = %api_addr
+                    );
+                }
+                tokio::spawn(
+                    axum::serve(api_listener, api_app)
+                        .with_graceful_shutdown(stop.clone().cancelled_owned())
+                        .into_future(),
+                )
+            }
+        };
         tracker.spawn(retention::run(
             Arc::clone(&store),
             metrics,
@@ -189,9 +261,9 @@ impl Server {
         tracing::info!(
             message = "Listening for agents.",
             addr = %ingest_addr,
-            url = %format!("ws://{ingest_addr}{}", monitoring_common::protocol::INGEST_PATH),
+            url = %format!("{scheme}://{ingest_addr}{}", monitoring_common::protocol::INGEST_PATH),
         );
-        tracing::info!(message = "Serving the REST API.", url = %format!("http://{api_addr}"));
+        tracing::info!(message = "Serving the REST API.", url = %format!("{api_scheme}://{api_addr}"));
 
         let mut failure = None;
         tokio::select! {

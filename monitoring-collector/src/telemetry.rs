@@ -42,6 +42,16 @@ pub mod retry_reason {
 pub mod refuse_reason {
     /// No acceptable agent identity.
     pub const AUTH: &str = "auth";
+    /// JWT mode: no bearer token.
+    pub const AUTH_MISSING: &str = "auth_missing";
+    /// JWT mode: a malformed, badly signed or otherwise unacceptable token.
+    pub const AUTH_INVALID: &str = "auth_invalid";
+    /// JWT mode: an expired token.
+    pub const AUTH_EXPIRED: &str = "auth_expired";
+    /// JWT mode: a token on the deny-list.
+    pub const AUTH_REVOKED: &str = "auth_revoked";
+    /// The agent id header or client certificate names another agent than the token.
+    pub const AUTH_MISMATCH: &str = "auth_mismatch";
     /// `server.max_connections` reached.
     pub const LIMIT: &str = "limit";
 }
@@ -133,7 +143,7 @@ impl Telemetry {
         );
         r.register(
             "monitoring_ingest_connections_refused",
-            "Ingest connections refused before the WebSocket upgrade, by reason (auth, limit)",
+            "Ingest connections refused before the WebSocket upgrade, by reason (auth*, limit)",
             m.connections_refused.clone(),
         );
         r.register(

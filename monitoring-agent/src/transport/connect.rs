@@ -1,7 +1,8 @@
 //! Opening the WebSocket to the collector, and the backoff between attempts.
 //!
-//! [`connect`] is the one place a connection is made: the TLS issue slots its
-//! connector in here and nothing else changes. The host name is resolved on every
+//! [`connect`] is the one place a connection is made; `wss://` endpoints go through
+//! [`super::tls`] (the agent's own TCP connect and rustls handshake, so that the
+//! verified name can be overridden and TLS failures get their own error). The host name is resolved on every
 //! attempt (Vector #2070: never pin an address). Credentials travel in the
 //! `Authorization` header, never in the URL, and never appear in an error.
 
@@ -14,6 +15,8 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use super::tls::{self, TlsClientConfig, TlsError};
 
 /// The connection type the transport speaks over.
 pub type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -31,8 +34,10 @@ pub struct Endpoint {
     pub agent_id: String,
     /// Sent as `Authorization: Bearer <token>` when set.
     pub auth_token: Option<String>,
-    /// Limit on TCP connect plus the WebSocket handshake.
+    /// Limit on TCP connect plus the TLS and WebSocket handshakes.
     pub connect_timeout: Duration,
+    /// `[collector.tls]`, used by `wss://` endpoints.
+    pub tls: TlsClientConfig,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -45,6 +50,7 @@ impl std::fmt::Debug for Endpoint {
                 &self.auth_token.as_ref().map(|_| "<redacted>"),
             )
             .field("connect_timeout", &self.connect_timeout)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -85,6 +91,15 @@ pub enum ConnectError {
         agent_id: String,
         /// The HTTP status.
         status: u16,
+    },
+    /// The TLS handshake (or loading the TLS files) failed; the text has the reason
+    /// (unknown issuer, expired certificate, name mismatch...).
+    #[error("cannot connect to {url}: {source}")]
+    Tls {
+        /// The endpoint.
+        url: String,
+        /// The cause.
+        source: TlsError,
     },
     /// TCP or WebSocket failure.
     #[error("cannot connect to {url}: {source}")]
@@ -134,22 +149,54 @@ pub async fn connect(endpoint: &Endpoint) -> Result<WsStream, ConnectError> {
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_INCOMING_MESSAGE))
         .max_frame_size(Some(MAX_INCOMING_MESSAGE));
-    let attempt = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
+    let secure = request.uri().scheme_str() == Some("wss");
+    let attempt = async {
+        if !secure {
+            return tokio_tungstenite::connect_async_with_config(request, Some(config), true)
+                .await
+                .map_err(Failure::Ws);
+        }
+        let uri = request.uri();
+        let host = uri.host().unwrap_or_default().to_owned();
+        let port = uri.port_u16().unwrap_or(443);
+        let tcp = TcpStream::connect((host.trim_start_matches('[').trim_end_matches(']'), port))
+            .await
+            .map_err(|e| Failure::Ws(e.into()))?;
+        // Acks are small and latency matters more than packing (as tungstenite does).
+        drop(tcp.set_nodelay(true));
+        let tls = tls::handshake(&endpoint.tls, &host, tcp)
+            .await
+            .map_err(Failure::Tls)?;
+        tokio_tungstenite::client_async_with_config(
+            request,
+            MaybeTlsStream::Rustls(tls),
+            Some(config),
+        )
+        .await
+        .map_err(Failure::Ws)
+    };
     match tokio::time::timeout(endpoint.connect_timeout, attempt).await {
         Err(_) => Err(ConnectError::Timeout {
             url,
             timeout: endpoint.connect_timeout,
         }),
         Ok(Ok((ws, _response))) => Ok(ws),
-        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
+        Ok(Err(Failure::Tls(source))) => Err(ConnectError::Tls { url, source }),
+        Ok(Err(Failure::Ws(tokio_tungstenite::tungstenite::Error::Http(response)))) => {
             Err(ConnectError::Refused {
                 url,
                 agent_id: endpoint.agent_id.clone(),
                 status: response.status().as_u16(),
             })
         }
-        Ok(Err(source)) => Err(ConnectError::Io { url, source }),
+        Ok(Err(Failure::Ws(source))) => Err(ConnectError::Io { url, source }),
     }
+}
+
+/// A failed attempt, before the URL is attached.
+enum Failure {
+    Tls(TlsError),
+    Ws(tokio_tungstenite::tungstenite::Error),
 }
 
 /// Exponential backoff with full jitter: attempt `n` waits a random time between zero
@@ -226,6 +273,7 @@ mod tests {
             agent_id: "a1".into(),
             auth_token: Some("secret".into()),
             connect_timeout: Duration::from_secs(2),
+            tls: TlsClientConfig::default(),
         };
         let err = connect(&endpoint)
             .await
@@ -242,6 +290,7 @@ mod tests {
             agent_id: "bad\nid".into(),
             auth_token: None,
             connect_timeout: Duration::from_secs(1),
+            tls: TlsClientConfig::default(),
         };
         assert!(matches!(
             connect(&endpoint).await,

@@ -20,6 +20,7 @@
 //!   events are read again after a restart because their checkpoints did not move.
 
 pub mod connect;
+pub mod tls;
 pub mod window;
 
 use std::sync::Arc;

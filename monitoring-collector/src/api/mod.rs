@@ -41,21 +41,32 @@ pub struct ApiConfig {
     /// `"127.0.0.1:7401"`. The API has no authentication yet: keep it on loopback or
     /// a trusted network.
     pub addr: SocketAddr,
+    /// `[api.tls]`: serve HTTPS. Same keys as `[server.tls]` except `client_ca`
+    /// (not supported here). Default: off (plain http://, with a warning).
+    pub tls: crate::tls::TlsConfig,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 7401)),
+            tls: crate::tls::TlsConfig::default(),
         }
     }
 }
 
 impl ApiConfig {
     /// Problems with this section; keys are prefixed with `prefix` (e.g. `api`).
-    pub fn validate(&self, _prefix: &str) -> Vec<Problem> {
+    pub fn validate(&self, prefix: &str) -> Vec<Problem> {
         // A SocketAddr that parsed is usable; binding errors are reported at start.
-        Vec::new()
+        let mut problems = self.tls.validate(&format!("{prefix}.tls"));
+        if self.tls.client_ca.is_some() {
+            problems.push(Problem::new(
+                format!("{prefix}.tls.client_ca"),
+                "is not supported for the API (client certificates are for agents)",
+            ));
+        }
+        problems
     }
 }
 

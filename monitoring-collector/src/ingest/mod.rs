@@ -36,6 +36,7 @@ use crate::auth::Authenticator;
 use crate::config::ServerConfig;
 use crate::processor::ProcessorHandle;
 use crate::telemetry::{Metrics, refuse_reason};
+use crate::tls::PeerInfo;
 
 /// What every ingest connection shares.
 pub struct IngestState {
@@ -77,7 +78,7 @@ impl IngestState {
     }
 }
 
-/// The ingest routes; serve with `into_make_service_with_connect_info::<SocketAddr>()`.
+/// The ingest routes; serve with `into_make_service_with_connect_info::<PeerInfo>()`.
 pub fn router(state: Arc<IngestState>) -> Router {
     Router::new()
         .route(INGEST_PATH, get(upgrade))
@@ -96,10 +97,11 @@ fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
 
 async fn upgrade(
     State(state): State<Arc<IngestState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(info): ConnectInfo<PeerInfo>,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let peer: SocketAddr = info.addr;
     let refuse = |reason: &'static str| {
         state
             .metrics
@@ -108,10 +110,14 @@ async fn upgrade(
             .inc();
     };
     // Authentication comes first so that an unauthenticated peer learns nothing else.
-    let agent = match state.auth.authenticate(&headers) {
+    // With mutual TLS, the verified client certificate's identity must match too.
+    let agent = match state
+        .auth
+        .authenticate(&headers, info.client_identity.as_deref())
+    {
         Ok(agent) => agent,
         Err(error) => {
-            refuse(refuse_reason::AUTH);
+            refuse(error.reason());
             tracing::warn!(message = "Refused ingest connection.", %error, %peer);
             return json_error(StatusCode::UNAUTHORIZED, error.to_string());
         }

@@ -54,14 +54,24 @@ impl Collector {
     /// Starts a collector; `server_extra` is appended to `[server]`, `limits` is the
     /// body of `[server.limits]`.
     pub async fn start_with(server_extra: &str, limits: &str) -> Collector {
-        let dir = tempfile::tempdir().unwrap();
+        Collector::start_full(server_extra, limits, "", tempfile::tempdir().unwrap()).await
+    }
+
+    /// Starts a collector in `dir` with `sections` (whole TOML sections such as
+    /// `[auth]`) appended to the config.
+    pub async fn start_full(
+        server_extra: &str,
+        limits: &str,
+        sections: &str,
+        dir: TempDir,
+    ) -> Collector {
         let (ws, api) = (free_addr(), free_addr());
         let config = format!(
             "[server]\nwebsocket_addr = \"{ws}\"\nshutdown_timeout_secs = 5\n{server_extra}\n\n\
              [server.limits]\n{limits}\n\n\
              [api]\naddr = \"{api}\"\n\n\
              [processor]\nworkers = 2\n\n\
-             [storage]\npath = \"{}\"\n",
+             [storage]\npath = \"{}\"\n\n{sections}\n",
             dir.path().join("store").display()
         );
         let config_path = dir.path().join("collector.toml");
