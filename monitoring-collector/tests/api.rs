@@ -261,3 +261,35 @@ async fn log_search_filters_pages_and_reports_bad_parameters() {
     assert_eq!(status, 400);
     assert!(body["error"].as_str().unwrap().contains("name"), "{body}");
 }
+
+#[tokio::test]
+async fn every_response_carries_security_headers_and_no_cors() {
+    let collector = Collector::start().await;
+    let client = reqwest::Client::new();
+    for (path, origin_status) in [
+        ("/health", 200),
+        ("/api/v1/logs?limit=1", 200),
+        ("/nope", 404),
+    ] {
+        let response = client
+            .get(collector.url(path))
+            .header("origin", "https://evil.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), origin_status, "{path}");
+        let h = response.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(
+            h["content-security-policy"], "default-src 'none'; frame-ancestors 'none'",
+            "{path}"
+        );
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(h["cache-control"], "no-store", "{path}");
+        assert!(
+            !h.contains_key("access-control-allow-origin"),
+            "{path}: CORS must be closed"
+        );
+    }
+}
