@@ -217,6 +217,15 @@ impl Tail {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
+            // Truncated and written past `pos` while this poll read (copy-truncate
+            // under load): the chunk may be the middle of the new content. Checking
+            // after the read means a chunk is only shipped if the file still held
+            // its old content when it was read; otherwise `emitted` would move past
+            // lines of the old content, which its copy then skips.
+            let now = self.file.metadata()?.len();
+            if !starts_with(&self.file, &self.prefix, now, cx.scratch)? {
+                return Ok(Poll::Truncated);
+            }
             budget -= n;
             cx.metrics.bytes_read.inc_by(n as u64);
             self.split_into(&cx.buf[..n], cx.batch, cx.metrics);
