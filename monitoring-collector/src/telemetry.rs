@@ -26,6 +26,9 @@ pub mod reject_reason {
     pub const LIMIT: &str = "limit";
     /// A text WebSocket message where a binary frame was expected.
     pub const TEXT: &str = "text";
+    /// The payload inflates past its declared length (a decompression bomb); caught
+    /// without inflating it.
+    pub const INFLATED: &str = "inflated";
 }
 
 /// Why a batch was answered with retry-later (label `reason` of the retried counter).

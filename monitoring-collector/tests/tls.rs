@@ -7,119 +7,46 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Collector, log_frame, marker};
-use futures_util::{SinkExt, StreamExt};
+use common::tls::{Client, Pki, client_config, open_wss};
+use common::{Collector, Socket, log_frame, marker, round_trip};
 use monitoring_collector::certs::{DevCa, Pem};
-use monitoring_common::protocol::{AGENT_ID_HEADER, Ack, AckStatus, Codec, INGEST_PATH};
-use rustls::RootCertStore;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use monitoring_common::protocol::{AckStatus, Codec};
+use rustls_pki_types::ServerName;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 
-type TlsSocket = WebSocketStream<TlsStream<TcpStream>>;
-
-/// The collector's CA and a running collector that requires client certificates.
+/// The collector's PKI and a running collector that requires client certificates.
 struct Setup {
-    ca: DevCa,
+    pki: Pki,
     collector: Collector,
 }
 
 async fn start() -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let ca = DevCa::new("test CA", 1).unwrap();
-    let server = ca
-        .server(&["localhost".into(), "127.0.0.1".into()], 1)
-        .unwrap();
-    let write = |name: &str, text: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path.display().to_string()
-    };
-    let (ca_path, cert, key) = (
-        write("ca.pem", &ca.pem().cert),
-        write("server.pem", &server.cert),
-        write("server-key.pem", &server.key),
-    );
-    let sections = format!(
-        "[server.tls]\nenabled = true\ncert = \"{cert}\"\nkey = \"{key}\"\nclient_ca = \"{ca_path}\"\n"
-    );
+    let pki = Pki::new();
+    let sections = pki.server_section(dir.path());
     let collector = Collector::start_full("handshake_timeout_secs = 2", "", &sections, dir).await;
-    Setup { ca, collector }
-}
-
-fn client_config(ca: &DevCa, client: Option<&Pem>) -> Arc<rustls::ClientConfig> {
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca.pem().cert.as_bytes()).unwrap())
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    let config = match client {
-        None => builder.with_no_client_auth(),
-        Some(pem) => builder
-            .with_client_auth_cert(
-                vec![CertificateDer::from_pem_slice(pem.cert.as_bytes()).unwrap()],
-                PrivateKeyDer::from_pem_slice(pem.key.as_bytes()).unwrap(),
-            )
-            .unwrap(),
-    };
-    Arc::new(config)
+    Setup { pki, collector }
 }
 
 /// TLS, then the WebSocket upgrade as `agent`. Any failure is returned as text.
-async fn open(setup: &Setup, client: Option<&Pem>, agent: &str) -> Result<TlsSocket, String> {
-    let addr = setup.collector.ws;
-    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let connector = TlsConnector::from(client_config(&setup.ca, client));
-    let name = ServerName::try_from("localhost").unwrap();
-    let tls = connector
-        .connect(name, tcp)
+async fn open(setup: &Setup, client: Option<&Pem>, agent: &str) -> Result<Socket, String> {
+    let client = Client {
+        cert: client,
+        agent_header: Some(agent),
+        ..Client::default()
+    };
+    open_wss(setup.collector.ws, &setup.pki.ca, &client)
         .await
-        .map_err(|e| format!("tls: {e}"))?;
-    let mut request = format!("wss://localhost:{}{INGEST_PATH}", addr.port())
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert(AGENT_ID_HEADER, HeaderValue::from_str(agent).unwrap());
-    let attempt = tokio_tungstenite::client_async(request, tls);
-    match tokio::time::timeout(Duration::from_secs(10), attempt).await {
-        Err(_) => Err("websocket handshake timed out".into()),
-        Ok(Err(e)) => Err(format!("websocket: {e}")),
-        Ok(Ok((socket, _))) => Ok(socket),
-    }
-}
-
-async fn round_trip(socket: &mut TlsSocket, frame: Vec<u8>) -> Ack {
-    socket.send(Message::binary(frame)).await.unwrap();
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("no acknowledgement within 10 s")
-            .expect("connection closed")
-            .expect("connection failed");
-        if let Message::Binary(bytes) = message {
-            return Ack::decode(&bytes).unwrap();
-        }
-    }
+        .map_err(|refusal| format!("{refusal:?}"))
 }
 
 /// A well-behaved agent with a valid certificate ships a batch and gets it acked.
 async fn assert_good_agent_ships(setup: &Setup, test: &str) {
-    let agent = setup.ca.agent("good-agent", 1).unwrap();
+    let agent = setup.pki.agent("good-agent");
     let mut socket = open(setup, Some(&agent), "good-agent")
         .await
         .unwrap_or_else(|e| panic!("good agent refused: {e}\n{}", setup.collector.log()));
@@ -184,6 +111,7 @@ async fn a_certificate_from_another_ca_is_refused() {
 async fn an_expired_client_certificate_is_refused() {
     let setup = start().await;
     let expired = setup
+        .pki
         .ca
         .expired_agent("good-agent", Duration::from_secs(3600))
         .unwrap();
@@ -203,12 +131,12 @@ async fn an_expired_client_certificate_is_refused() {
 #[tokio::test]
 async fn a_certificate_for_another_agent_is_refused() {
     let setup = start().await;
-    let other = setup.ca.agent("agent-a", 1).unwrap();
+    let other = setup.pki.agent("agent-a");
     let err = open(&setup, Some(&other), "agent-b")
         .await
         .map(|_| panic!("agent-a's certificate wrote as agent-b"))
         .unwrap_err();
-    assert!(err.contains("401"), "{err}");
+    assert!(err.contains("Http(401"), "{err}");
     assert_good_agent_ships(&setup, "mismatch").await;
 }
 

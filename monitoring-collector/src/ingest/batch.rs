@@ -22,6 +22,7 @@ pub(crate) fn reject_label(error: &FrameError) -> &'static str {
             reject_reason::CODEC
         }
         FrameError::Version(_) => reject_reason::VERSION,
+        FrameError::Codec(CodecError::TooLarge { .. }) => reject_reason::INFLATED,
         FrameError::FrameTooLarge { .. }
         | FrameError::UncompressedTooLarge { .. }
         | FrameError::TooManyEvents { .. } => reject_reason::LIMIT,
@@ -185,7 +186,7 @@ mod tests {
             (FrameError::TooManyEvents { count: 2, limit: 1 }, "limit"),
             (
                 FrameError::Codec(CodecError::TooLarge { declared: 1 }),
-                "malformed",
+                "inflated",
             ),
             (
                 FrameError::Payload(PayloadError {
