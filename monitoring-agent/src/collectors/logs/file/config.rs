@@ -64,6 +64,44 @@ pub struct LogsConfig {
     /// How long the checkpoint of a file that is gone is kept, in seconds, in case the
     /// file comes back (renamed back, a copy, a remount). Default `604800` (7 days).
     pub checkpoint_retention_secs: u64,
+    /// A last line without its newline is shipped once the file has not grown for this
+    /// long, in milliseconds; what is written after it then starts a new line. `0`
+    /// holds it until its newline arrives. Default `5000`.
+    pub partial_line_timeout_ms: u64,
+    /// `[collectors.logs.multiline]`: merging lines into one event (stack traces).
+    /// Default: off.
+    pub multiline: MultilineConfig,
+}
+
+/// `[collectors.logs.multiline]`: which lines continue the event before them. Off
+/// unless a pattern is set. A line continues the pending event when it matches
+/// `continuation_pattern`, or when `start_pattern` is set and it does not match it;
+/// any other line starts a new event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MultilineConfig {
+    /// Regular expression matching the first line of an event, e.g.
+    /// `'^\d{4}-\d{2}-\d{2}'` for lines that start with a date. Default: none.
+    pub start_pattern: Option<String>,
+    /// Regular expression matching lines that continue an event, e.g.
+    /// `'^(\s|Caused by:)'`. Default: none.
+    pub continuation_pattern: Option<String>,
+    /// Most lines in one event; the next line starts another. Default `500`.
+    pub max_lines: usize,
+    /// An event is shipped once no line has joined it for this long, in
+    /// milliseconds. Default `1000`.
+    pub timeout_ms: u64,
+}
+
+impl Default for MultilineConfig {
+    fn default() -> Self {
+        MultilineConfig {
+            start_pattern: None,
+            continuation_pattern: None,
+            max_lines: 500,
+            timeout_ms: 1000,
+        }
+    }
 }
 
 impl Default for LogsConfig {
@@ -78,6 +116,8 @@ impl Default for LogsConfig {
             poll_interval_ms: 250,
             checkpoint_interval_ms: 1000,
             fingerprint_bytes: 256,
+            partial_line_timeout_ms: 5000,
+            multiline: MultilineConfig::default(),
             max_open_files: 1024,
             rotated_idle_close_ms: 5000,
             rotated_max_open_secs: 300,
@@ -136,6 +176,36 @@ impl Validate for LogsConfig {
         }
         if self.max_open_files == 0 {
             problems.push(Problem::new(key("max_open_files"), "must be at least 1"));
+        }
+        if self.partial_line_timeout_ms > 3_600_000 {
+            problems.push(Problem::new(
+                key("partial_line_timeout_ms"),
+                "must be at most 3600000 milliseconds (0 waits for the newline)",
+            ));
+        }
+        let m = &self.multiline;
+        for (name, pattern) in [
+            ("start_pattern", &m.start_pattern),
+            ("continuation_pattern", &m.continuation_pattern),
+        ] {
+            if let Some(Err(e)) = pattern.as_deref().map(regex::Regex::new) {
+                problems.push(Problem::new(
+                    key(&format!("multiline.{name}")),
+                    format!("is not a valid regular expression: {e}"),
+                ));
+            }
+        }
+        if m.max_lines == 0 || m.max_lines > 100_000 {
+            problems.push(Problem::new(
+                key("multiline.max_lines"),
+                "must be between 1 and 100000",
+            ));
+        }
+        if !(1..=3_600_000).contains(&m.timeout_ms) {
+            problems.push(Problem::new(
+                key("multiline.timeout_ms"),
+                "must be between 1 and 3600000 milliseconds",
+            ));
         }
         for (name, value) in [
             ("rescan_interval_ms", self.rescan_interval_ms),
@@ -219,6 +289,27 @@ mod tests {
                 "collectors.logs.rescan_interval_ms",
             ]
         );
+    }
+
+    #[test]
+    fn multiline_patterns_are_checked() {
+        let c: LogsConfig = toml::from_str(
+            "[multiline]\nstart_pattern = '^\\d{4}-'\ncontinuation_pattern = '(unclosed'\nmax_lines = 0\n",
+        )
+        .unwrap();
+        let problems: Vec<(String, String)> = c
+            .validate()
+            .into_iter()
+            .map(|p| (p.key, p.message))
+            .collect();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert_eq!(
+            problems[0].0,
+            "collectors.logs.multiline.continuation_pattern"
+        );
+        assert!(problems[0].1.contains("regular expression"), "{problems:?}");
+        assert_eq!(problems[1].0, "collectors.logs.multiline.max_lines");
+        assert!(toml::from_str::<LogsConfig>("[multiline]\npattern = 'x'").is_err());
     }
 
     #[test]

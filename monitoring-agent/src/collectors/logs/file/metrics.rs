@@ -10,8 +10,10 @@ use prometheus_client::registry::Registry;
 /// suffix from the encoder.
 #[derive(Debug, Default)]
 pub struct FileMetrics {
-    /// Lines handed to the pipeline.
+    /// Events handed to the pipeline: lines, or merged events with multiline on.
     pub lines_read: Counter,
+    /// Last lines without a newline shipped after `partial_line_timeout_ms`.
+    pub partial_lines: Counter,
     /// Bytes read from files (terminators and skipped bytes of long lines included).
     pub bytes_read: Counter,
     /// Lines longer than `max_line_bytes`, shipped cut.
@@ -48,16 +50,21 @@ pub struct FileMetrics {
 impl FileMetrics {
     /// Registers every metric in `registry`.
     pub fn register(&self, registry: &mut Registry) {
-        let counters: [(&str, &str, &Counter); 12] = [
+        let counters: [(&str, &str, &Counter); 13] = [
             (
                 "monitoring_agent_file_read_lines",
-                "Lines read from tailed files and handed to the pipeline",
+                "Events (lines, or merged multiline events) read from tailed files and handed to the pipeline",
                 &self.lines_read,
             ),
             (
                 "monitoring_agent_file_read_bytes",
                 "Bytes read from tailed files",
                 &self.bytes_read,
+            ),
+            (
+                "monitoring_agent_file_partial_lines",
+                "Last lines without a newline shipped after partial_line_timeout_ms",
+                &self.partial_lines,
             ),
             (
                 "monitoring_agent_file_truncated_lines",

@@ -23,6 +23,7 @@ pub mod metrics;
 mod checkpoints;
 mod discovery;
 mod fingerprint;
+mod multiline;
 mod reader;
 mod run;
 mod server;

@@ -102,6 +102,8 @@ impl World {
             files: vec![format!("{}/a.log*", logs.path().display())],
             fingerprint_bytes: FINGERPRINT_BYTES,
             rotated_idle_close_ms: 0,
+            // The model holds a last line until its newline arrives.
+            partial_line_timeout_ms: 0,
             ..LogsConfig::default()
         };
         let server = World::server(&config, state.path());

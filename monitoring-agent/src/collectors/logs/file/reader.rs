@@ -102,6 +102,27 @@ impl LineSplitter {
         }
     }
 
+    /// Hands out the unfinished line as if complete (its newline has not come and
+    /// the caller gave up waiting); the bytes after it start a new line. Returns
+    /// whether there was one.
+    pub fn flush(&mut self, mut emit: impl FnMut(Line<'_>)) -> bool {
+        if self.partial_len == 0 {
+            return false;
+        }
+        let (text, truncated) = finish(&self.partial, self.partial_len, self.last_byte, self.max);
+        emit(Line {
+            text,
+            start: self.line_start,
+            end: self.pos,
+            truncated,
+        });
+        self.partial.clear();
+        self.partial_len = 0;
+        self.last_byte = None;
+        self.line_start = self.pos;
+        true
+    }
+
     fn append(&mut self, bytes: &[u8]) {
         let room = (self.max + 1).saturating_sub(self.partial.len());
         self.partial
@@ -227,6 +248,27 @@ mod tests {
     fn invalid_utf8_is_kept_lossily() {
         let (lines, _) = split(&[b"ok \xff\xfe bytes\n"], 100);
         assert_eq!(texts(&lines), vec!["ok \u{FFFD}\u{FFFD} bytes"]);
+    }
+
+    #[test]
+    fn a_flushed_partial_line_ends_where_the_next_line_starts() {
+        let mut s = LineSplitter::new(0, 100);
+        let mut lines = Vec::new();
+        let mut collect = |l: Line<'_>| {
+            lines.push((String::from_utf8_lossy(l.text).into_owned(), l.start, l.end))
+        };
+        s.feed(b"one\ntw", &mut collect);
+        assert!(s.flush(&mut collect));
+        assert!(!s.flush(&mut collect));
+        s.feed(b"o\n", &mut collect);
+        assert_eq!(
+            lines,
+            vec![
+                ("one".into(), 0, 4),
+                ("tw".into(), 4, 6),
+                ("o".into(), 6, 8)
+            ]
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use monitoring_common::event::{Fields, Labels, LogEvent};
 use monitoring_common::{Event, EventKind, Value};
@@ -19,6 +19,7 @@ use monitoring_common::{Event, EventKind, Value};
 use super::FileMetrics;
 use super::checkpoints::{self, Known};
 use super::fingerprint::{Key, Prefix, read_prefix, starts_with};
+use super::multiline::{Merged, Merger, Rule};
 use super::reader::LineSplitter;
 use crate::pipeline::{Envelope, SourceProgress};
 
@@ -57,6 +58,18 @@ pub(super) enum Poll {
     Identified(Prefix),
     /// Handing over stopped; nothing more is read.
     Stopped(Stopped),
+}
+
+/// How bytes become events, the same for every file.
+#[derive(Debug, Clone)]
+pub(super) struct LineRules {
+    /// Longest line (and merged event), in bytes.
+    pub max_line_bytes: usize,
+    /// Multiline merging, when configured.
+    pub multiline: Option<Rule>,
+    /// How long a last line without its newline waits before it is shipped; `None`
+    /// waits for the newline.
+    pub partial_timeout: Option<Duration>,
 }
 
 /// Buffers shared by all tails, reused across reads.
@@ -106,6 +119,12 @@ pub(super) struct Tail {
     pub last_data: Instant,
     /// Whether the last poll failed (to log a failing file once, not every poll).
     pub failing: bool,
+    /// The event being merged from several lines, with multiline on.
+    merger: Option<Merger>,
+    max_line_bytes: usize,
+    partial_timeout: Option<Duration>,
+    /// Lines of the chunk being split, reused across reads.
+    line_scratch: Vec<(String, u64, u64)>,
 }
 
 impl Tail {
@@ -120,7 +139,7 @@ impl Tail {
         prefix: Prefix,
         progress: Arc<SourceProgress>,
         start: u64,
-        max_line_bytes: usize,
+        rules: &LineRules,
     ) -> Tail {
         Tail {
             key,
@@ -131,21 +150,29 @@ impl Tail {
             ino,
             prefix,
             progress,
-            splitter: LineSplitter::new(start, max_line_bytes),
+            splitter: LineSplitter::new(start, rules.max_line_bytes),
             emitted: start,
             size: start,
             rotated_since: None,
             last_data: Instant::now(),
             failing: false,
+            merger: rules
+                .multiline
+                .clone()
+                .map(|rule| Merger::new(rule, rules.max_line_bytes)),
+            max_line_bytes: rules.max_line_bytes,
+            partial_timeout: rules.partial_timeout,
+            line_scratch: Vec::new(),
         }
     }
 
     /// Reads from the start again with a fresh progress: the file holds new content.
-    pub fn restart(&mut self, key: Key, prefix: Prefix, max_line_bytes: usize) {
+    /// An event still being merged was handed out when the truncation was seen.
+    pub fn restart(&mut self, key: Key, prefix: Prefix) {
         self.key = key;
         self.prefix = prefix;
         self.progress = SourceProgress::new(0);
-        self.splitter = LineSplitter::new(0, max_line_bytes);
+        self.splitter = LineSplitter::new(0, self.max_line_bytes);
         self.emitted = 0;
         self.last_data = Instant::now();
     }
@@ -180,21 +207,26 @@ impl Tail {
         self.splitter.position() >= self.size
     }
 
+    /// Whether lines are held back in an event still being merged.
+    pub fn merging(&self) -> bool {
+        self.merger.as_ref().is_some_and(Merger::is_pending)
+    }
+
     /// Reads what is new, up to the budget, and hands the lines to `out`.
     pub fn poll(&mut self, cx: &mut ReadContext<'_>, out: &mut dyn Deliver) -> io::Result<Poll> {
         let size = self.file.metadata()?.len();
         let mut pos = self.splitter.position();
         if size < pos {
-            return Ok(Poll::Truncated);
+            return self.truncated(cx, out);
         }
         if pos == size {
             self.size = size;
-            return Ok(Poll::Idle);
+            return self.idle(cx, out);
         }
         // Truncated and written past our position since the last poll: reading on
         // would ship the middle of new content. One small pread per poll with data.
         if !starts_with(&self.file, &self.prefix, size, cx.scratch)? {
-            return Ok(Poll::Truncated);
+            return self.truncated(cx, out);
         }
         self.size = size;
         if !self.prefix.is_full(cx.fingerprint_bytes) && size > self.prefix.len {
@@ -224,54 +256,143 @@ impl Tail {
             // lines of the old content, which its copy then skips.
             let now = self.file.metadata()?.len();
             if !starts_with(&self.file, &self.prefix, now, cx.scratch)? {
-                return Ok(Poll::Truncated);
+                return self.truncated(cx, out);
             }
             budget -= n;
             cx.metrics.bytes_read.inc_by(n as u64);
             self.split_into(&cx.buf[..n], cx.batch, cx.metrics);
             pos = self.splitter.position();
-            if let Some(end) = cx.batch.last().and_then(|e| e.ack.as_ref()).map(|a| a.1) {
-                cx.metrics.lines_read.inc_by(cx.batch.len() as u64);
-                if let Err(stopped) = out.deliver(cx.batch) {
-                    cx.batch.clear();
-                    return Ok(Poll::Stopped(stopped));
-                }
-                self.emitted = end;
+            if let Err(stopped) = self.deliver(cx, out) {
+                return Ok(Poll::Stopped(stopped));
             }
         }
         self.last_data = Instant::now();
         Ok(Poll::Read { more: pos < size })
     }
 
+    /// Hands over the envelopes in `cx.batch` and moves `emitted` past them.
+    fn deliver(&mut self, cx: &mut ReadContext<'_>, out: &mut dyn Deliver) -> Result<(), Stopped> {
+        let Some(end) = cx.batch.last().and_then(|e| e.ack.as_ref()).map(|a| a.1) else {
+            return Ok(());
+        };
+        cx.metrics.lines_read.inc_by(cx.batch.len() as u64);
+        if let Err(stopped) = out.deliver(cx.batch) {
+            cx.batch.clear();
+            return Err(stopped);
+        }
+        self.emitted = end;
+        Ok(())
+    }
+
+    /// The file was truncated: the event being merged belongs to the old content and
+    /// is handed out before the file is read again.
+    fn truncated(&mut self, cx: &mut ReadContext<'_>, out: &mut dyn Deliver) -> io::Result<Poll> {
+        if let Some(merged) = self.merger.as_mut().and_then(Merger::take) {
+            self.push_event(merged, cx.batch);
+            if let Err(stopped) = self.deliver(cx, out) {
+                return Ok(Poll::Stopped(stopped));
+            }
+        }
+        Ok(Poll::Truncated)
+    }
+
+    /// Nothing new: ships what waited long enough, a merged event no line joined for
+    /// the multiline timeout, then a last line whose newline did not come in time.
+    fn idle(&mut self, cx: &mut ReadContext<'_>, out: &mut dyn Deliver) -> io::Result<Poll> {
+        let now = Instant::now();
+        if let Some(merged) = self.merger.as_mut().and_then(|m| m.due(now)) {
+            self.push_event(merged, cx.batch);
+        }
+        let partial_due = self
+            .partial_timeout
+            .is_some_and(|t| self.last_data.elapsed() >= t);
+        if partial_due {
+            let mut lines = Vec::new();
+            self.splitter.flush(|line| {
+                lines.push((
+                    String::from_utf8_lossy(line.text).into_owned(),
+                    line.start,
+                    line.end,
+                    line.truncated,
+                ));
+            });
+            for (text, start, end, truncated) in lines {
+                cx.metrics.partial_lines.inc();
+                cx.metrics.lines_truncated.inc_by(u64::from(truncated));
+                self.push_line(text, start, end, now, cx.batch);
+                // Nothing follows it to close a merged event.
+                if let Some(merged) = self.merger.as_mut().and_then(Merger::take) {
+                    self.push_event(merged, cx.batch);
+                }
+            }
+        }
+        match self.deliver(cx, out) {
+            Ok(()) => Ok(Poll::Idle),
+            Err(stopped) => Ok(Poll::Stopped(stopped)),
+        }
+    }
+
     fn split_into(&mut self, chunk: &[u8], batch: &mut Vec<Envelope>, metrics: &FileMetrics) {
-        let timestamp_ns = monitoring_common::event::now_ns();
-        let source = &self.source;
-        let progress = &self.progress;
+        let now = Instant::now();
         let mut truncated = 0;
+        let mut lines = std::mem::take(&mut self.line_scratch);
         self.splitter.feed(chunk, |line| {
             truncated += u64::from(line.truncated);
-            let message = String::from_utf8_lossy(line.text).into_owned();
-            let mut fields = Fields::new();
-            fields.insert(
-                OFFSET_FIELD.to_string(),
-                Value::Int(i64::try_from(line.start).unwrap_or(i64::MAX)),
-            );
-            batch.push(Envelope {
-                event: Event {
-                    timestamp_ns,
-                    source: source.clone(),
-                    labels: Labels::new(),
-                    kind: EventKind::Log(LogEvent {
-                        message,
-                        severity: None,
-                        fields,
-                    }),
-                },
-                ack: Some((Arc::clone(progress), line.end)),
-            });
+            lines.push((
+                String::from_utf8_lossy(line.text).into_owned(),
+                line.start,
+                line.end,
+            ));
         });
+        for (text, start, end) in lines.drain(..) {
+            self.push_line(text, start, end, now, batch);
+        }
+        self.line_scratch = lines;
         if truncated > 0 {
             metrics.lines_truncated.inc_by(truncated);
         }
+    }
+
+    /// One complete line: an event of its own, or a part of a merged one.
+    fn push_line(
+        &mut self,
+        text: String,
+        start: u64,
+        end: u64,
+        now: Instant,
+        batch: &mut Vec<Envelope>,
+    ) {
+        let Some(merger) = self.merger.as_mut() else {
+            self.push_envelope(text, start, end, batch);
+            return;
+        };
+        if let Some(merged) = merger.push(&text, start, end, now) {
+            self.push_event(merged, batch);
+        }
+    }
+
+    fn push_event(&self, merged: Merged, batch: &mut Vec<Envelope>) {
+        self.push_envelope(merged.message, merged.start, merged.end, batch);
+    }
+
+    fn push_envelope(&self, message: String, start: u64, end: u64, batch: &mut Vec<Envelope>) {
+        let mut fields = Fields::new();
+        fields.insert(
+            OFFSET_FIELD.to_string(),
+            Value::Int(i64::try_from(start).unwrap_or(i64::MAX)),
+        );
+        batch.push(Envelope {
+            event: Event {
+                timestamp_ns: monitoring_common::event::now_ns(),
+                source: self.source.clone(),
+                labels: Labels::new(),
+                kind: EventKind::Log(LogEvent {
+                    message,
+                    severity: None,
+                    fields,
+                }),
+            },
+            ack: Some((Arc::clone(&self.progress), end)),
+        });
     }
 }

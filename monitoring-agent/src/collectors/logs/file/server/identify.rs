@@ -67,7 +67,6 @@ impl Server {
             return;
         }
         let key = prefix.key(self.config.fingerprint_bytes, dev, ino);
-        let max_line = self.config.max_line_bytes;
         let mut tail = match self.decide(key, dev, ino, &file, size, initial) {
             Decision::Duplicate => {
                 if !self.duplicates.contains(&(dev, ino)) {
@@ -91,7 +90,7 @@ impl Server {
                     prefix,
                     known.progress,
                     known.position,
-                    max_line,
+                    &self.rules,
                 )
             }
             Decision::New(start) => {
@@ -105,7 +104,7 @@ impl Server {
                     prefix,
                     SourceProgress::new(start),
                     start,
-                    max_line,
+                    &self.rules,
                 )
             }
         };
@@ -236,7 +235,7 @@ impl Server {
                 known.prefix,
                 known.progress,
                 known.position,
-                self.config.max_line_bytes,
+                &self.rules,
             );
             tail.rotated_since = Some(Instant::now());
             tail.size = meta.len();

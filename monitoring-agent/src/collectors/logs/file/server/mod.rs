@@ -31,7 +31,8 @@ use super::checkpoints::{Checkpoints, Known, now_ms};
 use super::config::LogsConfig;
 use super::discovery::Discovery;
 use super::fingerprint::Key;
-use super::tail::{Deliver, Poll, ReadContext, Stopped, Tail};
+use super::multiline::Rule;
+use super::tail::{Deliver, LineRules, Poll, ReadContext, Stopped, Tail};
 
 /// Size of one read.
 const CHUNK_BYTES: usize = 64 * 1024;
@@ -50,6 +51,7 @@ pub(super) struct Round {
 /// The open files and the known contents.
 pub(super) struct Server {
     config: LogsConfig,
+    rules: LineRules,
     discovery: Discovery,
     checkpoints: Checkpoints,
     tails: HashMap<Key, Tail>,
@@ -83,8 +85,20 @@ impl Server {
         checkpoints: Checkpoints,
         metrics: Arc<FileMetrics>,
     ) -> Server {
+        // The patterns were validated with the configuration.
+        let multiline = Rule::new(&config.multiline).unwrap_or_else(|error| {
+            warn!(message = "Multiline pattern does not compile; lines are not merged.", %error);
+            None
+        });
+        let rules = LineRules {
+            max_line_bytes: config.max_line_bytes,
+            multiline,
+            partial_timeout: (config.partial_line_timeout_ms > 0)
+                .then(|| Duration::from_millis(config.partial_line_timeout_ms)),
+        };
         Server {
             config,
+            rules,
             discovery,
             checkpoints,
             tails: HashMap::new(),

@@ -76,7 +76,7 @@ impl Server {
             return;
         }
         self.checkpoints.remove(&new_key);
-        tail.restart(new_key, prefix, self.config.max_line_bytes);
+        tail.restart(new_key, prefix);
         tail.size = size;
         self.tails.insert(new_key, tail);
     }
@@ -113,9 +113,13 @@ impl Server {
             .tails
             .iter()
             .filter(|(_, t)| {
+                // An event still being merged waits for its timeout, unless the slot
+                // is needed now (its lines are then read again if the file returns).
                 t.rotated_since.is_some_and(|since| {
                     t.at_end()
-                        && (need_slot || t.last_data.elapsed() >= idle || since.elapsed() >= max)
+                        && (need_slot
+                            || !t.merging()
+                                && (t.last_data.elapsed() >= idle || since.elapsed() >= max))
                 })
             })
             .map(|(k, _)| *k)

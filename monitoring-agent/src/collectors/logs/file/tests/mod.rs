@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::*;
 use crate::pipeline::Envelope;
 
+mod multiline;
 mod rotation;
 
 /// One line as received.
@@ -68,6 +69,8 @@ pub(super) fn test_config(patterns: &[String]) -> LogsConfig {
         checkpoint_interval_ms: 50,
         fingerprint_bytes: 32,
         rotated_idle_close_ms: 300,
+        // Tests that ship partial lines set a timeout themselves.
+        partial_line_timeout_ms: 0,
         ..LogsConfig::default()
     }
 }
