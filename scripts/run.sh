@@ -32,6 +32,11 @@ if [ "$readable" = 0 ]; then
     demo_pid=$!
 fi
 
+# The REST API needs credentials: a fresh read-only API token for this run.
+"$bin/monitoring-collector" api-token revoke --config config/collector.toml --name run.sh 2>/dev/null || true
+(umask 077 && "$bin/monitoring-collector" api-token create --config config/collector.toml \
+    --name run.sh --role read > var/run/api-token)
+
 "$bin/monitoring-collector" run --config config/collector.toml 2> var/run/collector.log &
 collector_pid=$!
 agent_pid=
@@ -63,6 +68,9 @@ cat <<MSG
 
 monitoring is running: a collector (config/collector.toml, data in var/collector)
 and an agent ($agent_config) shipping this machine's logs and metrics to it.
+
+The collector's API needs a token; a read-only one is in var/run/api-token:
+  curl -H "Authorization: Bearer \$(cat var/run/api-token)" '$api/api/v1/agents'
 
   logs:          $api/api/v1/logs?limit=20
   search:        $api/api/v1/logs?q=error&limit=20

@@ -87,6 +87,9 @@ pub struct Collector {
     pub ingest_port: u16,
     pub api_port: u16,
     pub config: PathBuf,
+    /// An admin API token made with the real `api-token create` command; [`Collector::get`]
+    /// sends it.
+    pub api_token: String,
 }
 
 impl Collector {
@@ -111,6 +114,9 @@ websocket_addr = "127.0.0.1:{ingest_port}"
 [api]
 addr = "127.0.0.1:{api_port}"
 
+[api.auth]
+users_file = "{users}"
+
 [auth]
 mode = "none"
 
@@ -124,9 +130,11 @@ retention_days = 7
 
 {extra}
 "#,
-                dir.join("store").display()
+                dir.join("store").display(),
+                users = dir.join("users.toml").display(),
             ),
         )?;
+        let api_token = create_api_token(&config, "e2e", "admin")?;
         let mut c = Collector {
             child: spawn(
                 &bin("monitoring-collector")?,
@@ -137,6 +145,7 @@ retention_days = 7
             ingest_port,
             api_port,
             config,
+            api_token,
         };
         c.wait_healthy()?;
         Ok(c)
@@ -185,9 +194,12 @@ retention_days = 7
         kill(&mut self.child);
     }
 
-    /// GET a JSON document from the API.
+    /// GET a JSON document from the API, with [`Collector::api_token`].
     pub fn get(&self, path_and_query: &str) -> Result<serde_json::Value> {
-        let (status, body) = blocking_get(&format!("{}{path_and_query}", self.api()))?;
+        let (status, body) = blocking_get_with(
+            &format!("{}{path_and_query}", self.api()),
+            Some(&self.api_token),
+        )?;
         if status != 200 {
             bail!("GET {path_and_query}: {status}: {body}");
         }
@@ -357,17 +369,51 @@ fn spawn(bin: &Path, config: &Path, log: &Path) -> Result<Child> {
         .with_context(|| format!("starting {}", bin.display()))
 }
 
+/// Runs `monitoring-collector api-token create` for the collector config `config`;
+/// the token it prints.
+pub fn create_api_token(config: &Path, name: &str, role: &str) -> Result<String> {
+    let out = Command::new(bin("monitoring-collector")?)
+        .args([
+            "api-token",
+            "create",
+            "--name",
+            name,
+            "--role",
+            role,
+            "--config",
+        ])
+        .arg(config)
+        .stdin(Stdio::null())
+        .output()
+        .context("running api-token create")?;
+    if !out.status.success() {
+        bail!(
+            "api-token create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().to_string())
+}
+
 /// A plain HTTP GET on loopback; returns status and body.
 pub fn blocking_get(url: &str) -> Result<(u16, String)> {
+    blocking_get_with(url, None)
+}
+
+/// A plain HTTP GET on loopback with an optional bearer token; returns status and
+/// body.
+pub fn blocking_get_with(url: &str, bearer: Option<&str>) -> Result<(u16, String)> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let r = reqwest::Client::new()
+        let mut request = reqwest::Client::new()
             .get(url)
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await?;
+            .timeout(Duration::from_secs(30));
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        let r = request.send().await?;
         let status = r.status().as_u16();
         Ok((status, r.text().await?))
     })

@@ -1,5 +1,6 @@
-//! The `monitoring-collector` command: `run` (the default), `check-config` and
-//! `token`.
+//! The `monitoring-collector` command: `run` (the default), `check-config`, `token`,
+//! `certs`, and `user` / `api-token` to manage the REST API's users and tokens (their
+//! logic is in `monitoring_collector::api::auth::admin`).
 //!
 //! Exit codes, decided in one place ([`main`]): 0 success, 1 a configuration or
 //! runtime error (printed with its causes), 2 a usage error (from clap).
@@ -10,6 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use monitoring_collector::api::auth::{Role, admin};
 use monitoring_collector::config::Config;
 use monitoring_common::config::ConfigError;
 use tokio_util::sync::CancellationToken;
@@ -49,6 +51,76 @@ enum Command {
     /// Write a development CA, a server certificate and agent client certificates
     /// (PEM) for TLS and mutual TLS. Not for production.
     Certs(CertsArgs),
+    /// Manage the REST API's users (in `[api.auth] users_file`; a running collector
+    /// sees changes within seconds).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage the REST API's tokens (in `[api.auth] users_file`; a running
+    /// collector sees changes within seconds).
+    #[command(subcommand)]
+    ApiToken(ApiTokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user who logs in with a password. Without --password-stdin a random
+    /// password is generated and printed once, alone, on stdout.
+    Add(UserAddArgs),
+    /// Remove a user; their sessions end at the collector's next reload.
+    Remove(NameArgs),
+    /// List the users.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiTokenCommand {
+    /// Create an API token and print it once, alone, on stdout (only its SHA-256
+    /// digest is stored).
+    Create(TokenCreateArgs),
+    /// Revoke an API token by name.
+    Revoke(NameArgs),
+    /// List the API tokens.
+    List,
+}
+
+/// Arguments of `user add`.
+#[derive(Debug, clap::Args)]
+struct UserAddArgs {
+    /// User name: 1 to 64 of letters, digits, '.', '_', '@', '-'.
+    #[arg(long, value_name = "NAME")]
+    name: String,
+    /// What the user may do: read (the data endpoints) or admin (everything).
+    #[arg(long, value_name = "read|admin")]
+    role: Role,
+    /// Read the password (at least 12 characters) from the first line of stdin.
+    #[arg(long)]
+    password_stdin: bool,
+    /// Replace an existing user of that name (new password and role).
+    #[arg(long)]
+    replace: bool,
+}
+
+/// Arguments of `api-token create`.
+#[derive(Debug, clap::Args)]
+struct TokenCreateArgs {
+    /// Token name, what `api-token revoke` takes: 1 to 64 of letters, digits, '.',
+    /// '_', '@', '-'.
+    #[arg(long, value_name = "NAME")]
+    name: String,
+    /// What the token may do: read (the data endpoints) or admin (everything).
+    #[arg(long, value_name = "read|admin")]
+    role: Role,
+    /// How long the token is valid: 90d, 12h, 30m... Default: until revoked.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    ttl: Option<std::time::Duration>,
+}
+
+/// A user or token name.
+#[derive(Debug, clap::Args)]
+struct NameArgs {
+    /// The name.
+    #[arg(long, value_name = "NAME")]
+    name: String,
 }
 
 /// Arguments of `certs`.
@@ -112,6 +184,8 @@ fn main() -> ExitCode {
         Command::CheckConfig => check_config(&config_path),
         Command::Token(args) => token(&config_path, &args),
         Command::Certs(args) => certs(&args),
+        Command::User(command) => user(&config_path, command),
+        Command::ApiToken(command) => api_token(&config_path, command),
         Command::Run => {
             init_logging(cli.log_format);
             run(&config_path)
@@ -173,6 +247,81 @@ fn token(path: &Path, args: &TokenArgs) -> anyhow::Result<()> {
     let token =
         monitoring_collector::auth::mint(&config.auth, &agent, args.ttl, args.jti.as_deref())?;
     writeln!(std::io::stdout(), "{token}").context("cannot write to stdout")?;
+    Ok(())
+}
+
+/// Unix seconds now.
+fn unix_now() -> i64 {
+    monitoring_common::event::now_ns().div_euclid(1_000_000_000)
+}
+
+/// Writes `text` to stdout.
+fn print(text: &str) -> anyhow::Result<()> {
+    std::io::stdout()
+        .write_all(text.as_bytes())
+        .context("cannot write to stdout")
+}
+
+/// A message for the operator on stderr (stdout is for what scripts capture).
+fn note(text: &str) {
+    // Not eprintln!: it panics when stderr is closed.
+    drop(writeln!(std::io::stderr(), "{text}"));
+}
+
+fn user(config_path: &Path, command: UserCommand) -> anyhow::Result<()> {
+    let path = Config::load(config_path)?.api.auth.users_file;
+    let file = path.display();
+    match command {
+        UserCommand::Add(args) => {
+            let generated = !args.password_stdin;
+            let password = match generated {
+                true => monitoring_collector::api::auth::password::generate_password(),
+                false => admin::read_password_line(std::io::stdin().lock())?,
+            };
+            admin::add_user(
+                &path,
+                &args.name,
+                args.role,
+                &password,
+                args.replace,
+                unix_now(),
+            )?;
+            note(&format!(
+                "Added user {:?} with role {} to {file}.",
+                args.name, args.role
+            ));
+            if generated {
+                note("Its password, shown only this once, is on stdout.");
+                print(&format!("{password}\n"))?;
+            }
+        }
+        UserCommand::Remove(args) => {
+            admin::remove_user(&path, &args.name)?;
+            note(&format!("Removed user {:?} from {file}.", args.name));
+        }
+        UserCommand::List => print(&admin::format_users(&admin::load(&path)?))?,
+    }
+    Ok(())
+}
+
+fn api_token(config_path: &Path, command: ApiTokenCommand) -> anyhow::Result<()> {
+    let path = Config::load(config_path)?.api.auth.users_file;
+    let file = path.display();
+    match command {
+        ApiTokenCommand::Create(args) => {
+            let token = admin::create_token(&path, &args.name, args.role, args.ttl, unix_now())?;
+            note(&format!(
+                "Created API token {:?} with role {} in {file}; it is shown only this once.",
+                args.name, args.role
+            ));
+            print(&format!("{token}\n"))?;
+        }
+        ApiTokenCommand::Revoke(args) => {
+            admin::revoke_token(&path, &args.name)?;
+            note(&format!("Revoked API token {:?} in {file}.", args.name));
+        }
+        ApiTokenCommand::List => print(&admin::format_tokens(&admin::load(&path)?, unix_now()))?,
+    }
     Ok(())
 }
 

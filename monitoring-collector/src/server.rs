@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::api::auth::ApiAuth;
 use crate::api::{self, AppState};
 use crate::auth::{AuthMode, Authenticator};
 use crate::config::{Config, StorageBackend, StorageConfig};
@@ -188,9 +189,16 @@ impl Server {
         );
         let ingest_app = ingest::router(Arc::new(ingest_state))
             .into_make_service_with_connect_info::<PeerInfo>();
+        if config.api.auth.open_read && !api_addr.ip().is_loopback() {
+            tracing::warn!(
+                message = "The REST API's read endpoints need no credentials (api.auth.open_read = true) on a non-loopback address; anyone who can reach it can read every log and metric.",
+                addr = %api_addr
+            );
+        }
         let api_app = api::router(AppState {
             store: Arc::clone(&store),
             telemetry,
+            auth: ApiAuth::new(&config.api.auth, api_tls.is_some()),
         });
 
         let scheme = if ingest_tls.is_some() { "wss" } else { "ws" };

@@ -59,6 +59,30 @@ pub mod refuse_reason {
     pub const LIMIT: &str = "limit";
 }
 
+/// How a `POST /api/v1/login` ended (label `outcome` of the logins counter).
+pub mod login_outcome {
+    /// The password matched; a session was created.
+    pub const SUCCESS: &str = "success";
+    /// Unknown user or wrong password (not told apart).
+    pub const FAILURE: &str = "failure";
+    /// Too many logins in progress; refused with 429 before verifying.
+    pub const BUSY: &str = "busy";
+    /// The body was not the expected JSON.
+    pub const BAD_REQUEST: &str = "bad_request";
+}
+
+/// Why a REST API request was refused by the guard (label `reason`).
+pub mod api_refuse_reason {
+    /// No credentials.
+    pub const MISSING: &str = "missing";
+    /// Credentials that are not a live token or session.
+    pub const INVALID: &str = "invalid";
+    /// An expired token or session.
+    pub const EXPIRED: &str = "expired";
+    /// Authenticated, but the role is not enough (403).
+    pub const FORBIDDEN: &str = "forbidden";
+}
+
 /// The collector's metrics. Cheap to clone: every metric is a shared handle.
 #[derive(Clone)]
 pub struct Metrics {
@@ -90,6 +114,10 @@ pub struct Metrics {
     pub retention_failures: Counter,
     /// Storage partitions dropped by retention.
     pub retention_partitions_dropped: Counter,
+    /// REST API logins, by outcome.
+    pub api_logins: Family<ReasonLabel, Counter>,
+    /// REST API requests refused for their credentials, by reason.
+    pub api_requests_refused: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -110,6 +138,8 @@ impl Default for Metrics {
             processor_queue_depth: Gauge::default(),
             retention_failures: Counter::default(),
             retention_partitions_dropped: Counter::default(),
+            api_logins: Family::default(),
+            api_requests_refused: Family::default(),
         }
     }
 }
@@ -204,6 +234,16 @@ impl Telemetry {
             "Storage partitions dropped by retention",
             m.retention_partitions_dropped.clone(),
         );
+        r.register(
+            "monitoring_api_logins",
+            "REST API logins, by outcome (success, failure, busy, bad_request)",
+            m.api_logins.clone(),
+        );
+        r.register(
+            "monitoring_api_requests_refused",
+            "REST API requests refused for their credentials, by reason (missing, invalid, expired, forbidden)",
+            m.api_requests_refused.clone(),
+        );
         Telemetry {
             metrics,
             registry: r,
@@ -253,6 +293,28 @@ mod tests {
         );
         assert!(
             text.contains("monitoring_processor_queue_depth 0"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn api_auth_outcomes_are_labelled() {
+        let t = Telemetry::new();
+        t.metrics
+            .api_logins
+            .get_or_create(&[("outcome", login_outcome::FAILURE)])
+            .inc();
+        t.metrics
+            .api_requests_refused
+            .get_or_create(&[("reason", api_refuse_reason::FORBIDDEN)])
+            .inc();
+        let text = t.encode();
+        assert!(
+            text.contains("monitoring_api_logins_total{outcome=\"failure\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("monitoring_api_requests_refused_total{reason=\"forbidden\"} 1"),
             "{text}"
         );
     }

@@ -1,6 +1,10 @@
 //! The REST API on `[api] addr`: `/health`, `/ready`, `/metrics` and the JSON
 //! endpoints under `/api/v1` (agents, logs, metrics, metric names, the OpenAPI
-//! document).
+//! document, login, logout, whoami, users).
+//!
+//! Access is checked by [`auth`]: `/health`, `/ready`, the OpenAPI document and
+//! `POST /api/v1/login` are open; the other endpoints need the `read` role (unless
+//! `[api.auth] open_read`), and `/api/v1/users` the `admin` role.
 //!
 //! Handlers parse their query strings strictly (unknown or repeated parameters are
 //! 400s, so a typo never silently widens a search), call the store on the blocking
@@ -8,6 +12,7 @@
 //! `{"error": "..."}` with a fitting status at the edge.
 
 mod agents;
+pub mod auth;
 mod error;
 mod logs;
 mod metrics;
@@ -19,10 +24,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use monitoring_common::config::Problem;
 use serde::Deserialize;
 use serde_json::json;
@@ -30,6 +36,8 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::AppError;
+
+use self::auth::{ApiAuth, ApiAuthConfig};
 
 use crate::storage::{StorageError, Store};
 use crate::telemetry::Telemetry;
@@ -39,12 +47,17 @@ use crate::telemetry::Telemetry;
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
     /// Address of the REST API, `/health`, `/ready` and `/metrics`. Default
-    /// `"127.0.0.1:7401"`. The API has no authentication yet: keep it on loopback or
-    /// a trusted network.
+    /// `"127.0.0.1:7401"`. Every endpoint but `/health`, `/ready`, the OpenAPI
+    /// document and login needs a login or an API token (see `[api.auth]`); serve it
+    /// with `[api.tls]` anywhere but on loopback, or credentials cross the network in
+    /// clear.
     pub addr: SocketAddr,
     /// `[api.tls]`: serve HTTPS. Same keys as `[server.tls]` except `client_ca`
     /// (not supported here). Default: off (plain http://, with a warning).
     pub tls: crate::tls::TlsConfig,
+    /// `[api.auth]`: users, API tokens and sessions. Default: every data endpoint
+    /// needs credentials, users in `var/collector/users.toml`.
+    pub auth: ApiAuthConfig,
 }
 
 impl Default for ApiConfig {
@@ -52,6 +65,7 @@ impl Default for ApiConfig {
         ApiConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 7401)),
             tls: crate::tls::TlsConfig::default(),
+            auth: ApiAuthConfig::default(),
         }
     }
 }
@@ -67,6 +81,7 @@ impl ApiConfig {
                 "is not supported for the API (client certificates are for agents)",
             ));
         }
+        problems.extend(self.auth.validate(&format!("{prefix}.auth")));
         problems
     }
 }
@@ -78,19 +93,40 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// The collector's own metrics, for `/metrics`.
     pub telemetry: Arc<Telemetry>,
+    /// Users, tokens and sessions.
+    pub auth: Arc<ApiAuth>,
 }
 
 /// The API's routes.
 pub fn router(state: AppState) -> Router {
-    let router = Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
+    // `route_layer`: the guard runs only for these routes, so that an unknown path
+    // is a 404 and a wrong method a 405 whoever asks.
+    let read = Router::new()
         .route("/metrics", get(self_metrics))
         .route("/api/v1/agents", get(agents::list))
         .route("/api/v1/logs", get(logs::search))
         .route("/api/v1/metrics", get(metrics::series))
         .route("/api/v1/metrics/names", get(metrics::names))
+        .route("/api/v1/whoami", get(auth::handlers::whoami))
+        .route("/api/v1/logout", post(auth::handlers::logout))
+        .route_layer(from_fn_with_state(state.clone(), auth::guard::require_read));
+    let admin = Router::new()
+        .route("/api/v1/users", get(auth::handlers::users))
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            auth::guard::require_admin,
+        ));
+    let router = Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/api/v1/openapi.json", get(openapi::document))
+        .route(
+            "/api/v1/login",
+            post(auth::handlers::login)
+                .layer(DefaultBodyLimit::max(auth::handlers::LOGIN_BODY_LIMIT)),
+        )
+        .merge(read)
+        .merge(admin)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(TraceLayer::new_for_http());

@@ -1,6 +1,6 @@
 //! `GET /api/v1/openapi.json`: an OpenAPI 3.0 description of the API, written by
 //! hand beside the handlers it describes (a generator would be a heavy dependency
-//! for nine endpoints). A test checks that every route is described.
+//! for a dozen endpoints). A test checks that every route is described.
 
 use axum::Json;
 use serde_json::{Value, json};
@@ -58,6 +58,11 @@ fn schemas() -> Value {
             "labels": string_map,
             "fields": {"type": "object", "additionalProperties": true}
         }},
+        "Principal": {"type": "object", "required": ["name", "role", "kind"], "properties": {
+            "name": {"type": "string", "description": "User or token name; `anonymous` without credentials"},
+            "role": {"type": "string", "enum": ["read", "admin"]},
+            "kind": {"type": "string", "enum": ["user", "token", "anonymous"]}
+        }},
         "Series": {"type": "object", "properties": {
             "name": {"type": "string"},
             "agent_id": {"type": "string"},
@@ -108,8 +113,79 @@ fn paths() -> Value {
         ]), ok("Series.", json!({"type": "object", "properties": {"series": {"type": "array", "items": {"$ref": "#/components/schemas/Series"}}}}))),
         "/api/v1/metrics/names": get("Known metric names, sorted.", none,
             ok("Names.", json!({"type": "object", "properties": {"names": {"type": "array", "items": {"type": "string"}}}}))),
-        "/api/v1/openapi.json": {"get": {"summary": "This document.", "responses": {"200": {"description": "OpenAPI 3.0 document."}}}}
+        "/api/v1/openapi.json": {"get": {"summary": "This document.", "responses": {"200": {"description": "OpenAPI 3.0 document."}}}},
+        "/api/v1/login": {"post": {
+            "summary": "Log in with a user's password: a session token, also set as the `monitoring_session` cookie (HttpOnly, SameSite=Strict; Secure over HTTPS). Sessions are kept in the memory of this collector: they end at its restart.",
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object",
+                "required": ["username", "password"], "additionalProperties": false,
+                "properties": {"username": {"type": "string"}, "password": {"type": "string", "format": "password"}}}}}},
+            "responses": {
+                "200": ok("Logged in.", json!({"type": "object", "properties": {
+                    "token": {"type": "string", "description": "Session token: send it as `Authorization: Bearer <token>` or rely on the cookie"},
+                    "role": {"type": "string", "enum": ["read", "admin"]},
+                    "expires_at": {"type": "string", "format": "date-time"}
+                }})),
+                "400": error_ref("Not the expected JSON."),
+                "401": error_ref("Unknown user or wrong password (not told apart)."),
+                "415": error_ref("Not `Content-Type: application/json`."),
+                "429": error_ref("Too many logins in progress; retry after `Retry-After` seconds.")
+            }
+        }},
+        "/api/v1/logout": {"post": {"summary": "End the session the request is made with (an API token stays valid) and clear the cookie.", "responses": {
+            "200": ok("Logged out.", json!({"type": "object", "properties": {"logged_out": {"type": "boolean", "description": "whether a session was ended"}}}))
+        }}},
+        "/api/v1/whoami": {"get": {"summary": "Who the credentials belong to.", "responses": {
+            "200": ok("The caller.", json!({"$ref": "#/components/schemas/Principal"}))
+        }}},
+        "/api/v1/users": {"get": {"summary": "Users and API tokens (never their hashes). Admin only.", "responses": {
+            "200": ok("Users and tokens.", json!({"type": "object", "properties": {
+                "users": {"type": "array", "items": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "role": {"type": "string", "enum": ["read", "admin"]},
+                    "created": {"type": "string", "format": "date-time"}
+                }}},
+                "tokens": {"type": "array", "items": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "role": {"type": "string", "enum": ["read", "admin"]},
+                    "created": {"type": "string", "format": "date-time"},
+                    "expires": {"type": "string", "format": "date-time", "nullable": true, "description": "null: until revoked"},
+                    "expired": {"type": "boolean"}
+                }}}
+            }}))
+        }}}
     })
+}
+
+fn error_ref(description: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+}
+
+/// Paths anyone may call.
+const OPEN: [&str; 4] = ["/health", "/ready", "/api/v1/openapi.json", "/api/v1/login"];
+
+/// Marks open operations as needing no security and adds the refusals to the others.
+fn secure(mut paths: Value) -> Value {
+    let Some(paths) = paths.as_object_mut().map(std::mem::take) else {
+        return paths;
+    };
+    let mut out = serde_json::Map::new();
+    for (path, mut item) in paths {
+        if let Some(operations) = item.as_object_mut() {
+            for operation in operations.values_mut() {
+                if OPEN.contains(&path.as_str()) {
+                    operation["security"] = json!([]);
+                    continue;
+                }
+                let responses = &mut operation["responses"];
+                responses["401"] = error_ref(
+                    "No credentials, or invalid or expired ones (with `WWW-Authenticate: Bearer`).",
+                );
+                if path == "/api/v1/users" {
+                    responses["403"] = error_ref("The credentials do not have the admin role.");
+                }
+            }
+        }
+        out.insert(path, item);
+    }
+    Value::Object(out)
 }
 
 /// The document.
@@ -119,10 +195,17 @@ pub(crate) fn spec() -> Value {
         "info": {
             "title": "monitoring-collector REST API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Query what agents sent. Times are RFC 3339 or Unix milliseconds; errors are {\"error\": \"...\"} with a fitting status."
+            "description": "Query what agents sent. Times are RFC 3339 or Unix milliseconds; errors are {\"error\": \"...\"} with a fitting status. Read endpoints need the `read` role (unless the collector sets `[api.auth] open_read`), /api/v1/users the `admin` role: send an API token (`monitoring-collector api-token create`) or a session token from POST /api/v1/login as `Authorization: Bearer <token>`, or the session cookie. Tokens in the URL are never read."
         },
-        "paths": paths(),
-        "components": {"schemas": schemas()}
+        "paths": secure(paths()),
+        "security": [{"bearer": []}, {"session_cookie": []}],
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "An API token (mcapi_...) or a session token (mcses_...)."},
+                "session_cookie": {"type": "apiKey", "in": "cookie", "name": "monitoring_session"}
+            }
+        }
     })
 }
 
@@ -147,9 +230,17 @@ mod tests {
             "/api/v1/metrics",
             "/api/v1/metrics/names",
             "/api/v1/openapi.json",
+            "/api/v1/whoami",
+            "/api/v1/users",
         ] {
             assert!(
                 spec["paths"][path]["get"]["responses"]["200"].is_object(),
+                "{path}"
+            );
+        }
+        for path in ["/api/v1/login", "/api/v1/logout"] {
+            assert!(
+                spec["paths"][path]["post"]["responses"]["200"].is_object(),
                 "{path}"
             );
         }
@@ -159,5 +250,26 @@ mod tests {
                 .map(Vec::len),
             Some(9)
         );
+    }
+
+    #[test]
+    fn security_is_described() {
+        let spec = spec();
+        assert_eq!(
+            spec["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        for open in OPEN {
+            let operation = spec["paths"][open]
+                .as_object()
+                .and_then(|item| item.values().next())
+                .unwrap();
+            assert_eq!(operation["security"], json!([]), "{open}");
+            assert!(operation["responses"]["401"].is_null() || open == "/api/v1/login");
+        }
+        assert!(spec["paths"]["/api/v1/logs"]["get"]["responses"]["401"].is_object());
+        assert!(spec["paths"]["/api/v1/logs"]["get"]["security"].is_null());
+        assert!(spec["paths"]["/api/v1/users"]["get"]["responses"]["403"].is_object());
+        assert!(spec["paths"]["/metrics"]["get"]["responses"]["401"].is_object());
     }
 }

@@ -60,10 +60,24 @@ impl Collector {
     }
 
     /// Starts a collector in `dir` with `sections` (whole TOML sections such as
-    /// `[auth]`) appended to the config.
+    /// `[auth]`) appended to the config. The API's read endpoints are open
+    /// (`[api.auth] open_read`): these tests are not about API authentication.
     pub async fn start_full(
         server_extra: &str,
         limits: &str,
+        sections: &str,
+        dir: TempDir,
+    ) -> Collector {
+        Collector::start_with_api_auth(server_extra, limits, "open_read = true", sections, dir)
+            .await
+    }
+
+    /// Like [`Collector::start_full`], with `api_auth` as the body of `[api.auth]`
+    /// (whose `users_file` is [`Collector::users_file`]).
+    pub async fn start_with_api_auth(
+        server_extra: &str,
+        limits: &str,
+        api_auth: &str,
         sections: &str,
         dir: TempDir,
     ) -> Collector {
@@ -72,8 +86,10 @@ impl Collector {
             "[server]\nwebsocket_addr = \"{ws}\"\nshutdown_timeout_secs = 5\n{server_extra}\n\n\
              [server.limits]\n{limits}\n\n\
              [api]\naddr = \"{api}\"\n\n\
+             [api.auth]\nusers_file = \"{}\"\n{api_auth}\n\n\
              [processor]\nworkers = 2\n\n\
              [storage]\npath = \"{}\"\n\n{sections}\n",
+            dir.path().join("users.toml").display(),
             dir.path().join("store").display()
         );
         let config_path = dir.path().join("collector.toml");
@@ -134,6 +150,29 @@ impl Collector {
     /// The config file.
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("collector.toml")
+    }
+
+    /// The API's users file.
+    pub fn users_file(&self) -> PathBuf {
+        self.dir.path().join("users.toml")
+    }
+
+    /// Runs the collector binary with `args` and `--config` of this collector,
+    /// feeding it `stdin`.
+    pub fn cli(&self, args: &[&str], stdin: &str) -> std::process::Output {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_monitoring-collector"))
+            .args(args)
+            .arg("--config")
+            .arg(self.config_path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The command may exit without reading it.
+        drop(child.stdin.take().unwrap().write_all(stdin.as_bytes()));
+        child.wait_with_output().unwrap()
     }
 
     /// An API URL.
