@@ -101,6 +101,12 @@ impl Collector {
     /// Like [`Collector::start`], with `extra` (whole TOML sections such as
     /// `[server.tls]`) appended to the config.
     pub fn start_with(dir: &Path, extra: &str) -> Result<Collector> {
+        Collector::start_with_server(dir, "", extra)
+    }
+
+    /// Like [`Collector::start_with`], with `server_extra` (keys of `[server]` such
+    /// as `idle_timeout_secs = 3`) added to the `[server]` table.
+    pub fn start_with_server(dir: &Path, server_extra: &str, extra: &str) -> Result<Collector> {
         let ingest_port = free_port();
         let api_port = free_port();
         let config = dir.join("collector.toml");
@@ -110,6 +116,7 @@ impl Collector {
                 r#"
 [server]
 websocket_addr = "127.0.0.1:{ingest_port}"
+{server_extra}
 
 [api]
 addr = "127.0.0.1:{api_port}"

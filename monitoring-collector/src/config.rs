@@ -79,9 +79,21 @@ pub struct ServerConfig {
     /// `[server.limits]`: bounds on what an agent may send. Defaults: frames of 8 MiB,
     /// 64 MiB uncompressed, 100,000 events per batch.
     pub limits: Limits,
-    /// How long a client gets to complete the TLS handshake after opening TCP, in
-    /// seconds; then it is dropped (slowloris). Default 10.
+    /// How long a client gets from opening TCP until its WebSocket upgrade request
+    /// has been read (the TLS handshake plus the HTTP request), in seconds; then it
+    /// is dropped (slowloris). Default 10.
     pub handshake_timeout_secs: u64,
+    /// How often each ingest connection is pinged, in seconds. Default 30.
+    pub ping_interval_secs: u64,
+    /// An ingest connection from which nothing (no frame, no pong) has arrived for
+    /// this long is closed, in seconds; must exceed `ping_interval_secs`. Default 90.
+    pub idle_timeout_secs: u64,
+    /// Most connections one agent may have open at once; more are refused with 429.
+    /// Default 4.
+    pub max_connections_per_agent: usize,
+    /// `[server.rate_limit]`: events and bytes per second per agent. Defaults:
+    /// 1,000,000 events/s, 256 MiB/s, bursts of 2 s.
+    pub rate_limit: crate::ingest::RateLimitConfig,
     /// `[server.tls]`: TLS and mutual TLS on the ingest listener. Default: off.
     pub tls: crate::tls::TlsConfig,
 }
@@ -95,6 +107,10 @@ impl Default for ServerConfig {
             shutdown_timeout_secs: 10,
             limits: Limits::default(),
             handshake_timeout_secs: 10,
+            ping_interval_secs: 30,
+            idle_timeout_secs: 90,
+            max_connections_per_agent: 4,
+            rate_limit: crate::ingest::RateLimitConfig::default(),
             tls: crate::tls::TlsConfig::default(),
         }
     }
@@ -133,6 +149,21 @@ impl ServerConfig {
             "handshake_timeout_secs",
             "must be between 1 and 300",
         );
+        check(
+            (1..=3600).contains(&self.ping_interval_secs),
+            "ping_interval_secs",
+            "must be between 1 and 3600",
+        );
+        check(
+            self.idle_timeout_secs > self.ping_interval_secs && self.idle_timeout_secs <= 86_400,
+            "idle_timeout_secs",
+            "must exceed server.ping_interval_secs and be at most 86400",
+        );
+        check(
+            (1..=1_000_000).contains(&self.max_connections_per_agent),
+            "max_connections_per_agent",
+            "must be between 1 and 1000000",
+        );
         let limits = &self.limits;
         check(
             (64..=MAX_FRAME_BYTES_LIMIT).contains(&limits.max_frame_bytes),
@@ -149,6 +180,7 @@ impl ServerConfig {
             "limits.max_events_per_batch",
             "must be at least 1",
         );
+        problems.extend(self.rate_limit.validate(&format!("{prefix}.rate_limit")));
         problems.extend(self.tls.validate(&format!("{prefix}.tls")));
         problems
     }
@@ -249,6 +281,32 @@ mod tests {
         assert_eq!(config.storage.path, PathBuf::from("var/collector"));
         assert_eq!(config.storage.retention_days, 7);
         assert_eq!(config.server.limits, Limits::default());
+        assert_eq!(config.server.ping_interval_secs, 30);
+        assert_eq!(config.server.idle_timeout_secs, 90);
+        assert_eq!(config.server.max_connections_per_agent, 4);
+        assert_eq!(config.server.rate_limit.events_per_sec, 1_000_000);
+    }
+
+    #[test]
+    fn ingest_limits_are_validated() {
+        let err = parse_str(
+            "[server]\nping_interval_secs = 30\nidle_timeout_secs = 30\nmax_connections_per_agent = 0\n\n[server.rate_limit]\nburst_secs = 0\n",
+        )
+        .expect_err("bad limits accepted");
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "collector.toml:3: key `server.idle_timeout_secs`: must exceed server.ping_interval_secs and be at most 86400",
+                "collector.toml:4: key `server.max_connections_per_agent`: must be between 1 and 1000000",
+                "collector.toml:7: key `server.rate_limit.burst_secs`: must be between 1 and 3600",
+            ]
+        );
+        let ok = parse_str(
+            "[server]\nping_interval_secs = 1\nidle_timeout_secs = 3\n\n[server.rate_limit]\nevents_per_sec = 0\nbytes_per_sec = 0\n",
+        )
+        .expect("unlimited rate and short timeouts are valid");
+        assert!(ok.server.rate_limit.is_unlimited());
     }
 
     #[test]

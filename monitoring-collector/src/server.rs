@@ -26,7 +26,7 @@ use crate::retention::{self, RETENTION_INTERVAL};
 use crate::storage::sqlite::SqliteStore;
 use crate::storage::{StorageError, Store};
 use crate::telemetry::Telemetry;
-use crate::tls::{PeerInfo, TlsListener};
+use crate::tls::TlsListener;
 
 /// Why the collector could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -187,8 +187,7 @@ impl Server {
             stop.clone(),
             tracker.clone(),
         );
-        let ingest_app = ingest::router(Arc::new(ingest_state))
-            .into_make_service_with_connect_info::<PeerInfo>();
+        let ingest_app = ingest::router(Arc::new(ingest_state));
         if config.api.auth.open_read && !api_addr.ip().is_loopback() {
             tracing::warn!(
                 message = "The REST API's read endpoints need no credentials (api.auth.open_read = true) on a non-loopback address; anyone who can reach it can read every log and metric.",
@@ -202,33 +201,23 @@ impl Server {
         });
 
         let scheme = if ingest_tls.is_some() { "wss" } else { "ws" };
-        let mut ingest_server: JoinHandle<std::io::Result<()>> = match ingest_tls {
-            Some(tls) => {
-                let timeout = Duration::from_secs(config.server.handshake_timeout_secs);
-                let listener =
-                    TlsListener::new(ingest_listener, tls, timeout, Some(metrics.clone()), &stop)
-                        .map_err(|source| RunError::Serve {
-                        what: "ingest",
-                        source,
-                    })?;
-                tokio::spawn(
-                    axum::serve(listener, ingest_app)
-                        .with_graceful_shutdown(stop.clone().cancelled_owned())
-                        .into_future(),
-                )
-            }
-            None => {
-                tracing::warn!(
-                    message = "Ingest TLS is off (server.tls.enabled = false): agent traffic is unencrypted.",
-                    addr = %ingest_addr
-                );
-                tokio::spawn(
-                    axum::serve(ingest_listener, ingest_app)
-                        .with_graceful_shutdown(stop.clone().cancelled_owned())
-                        .into_future(),
-                )
-            }
-        };
+        if ingest_tls.is_none() {
+            tracing::warn!(
+                message = "Ingest TLS is off (server.tls.enabled = false): agent traffic is unencrypted.",
+                addr = %ingest_addr
+            );
+        }
+        // Served by hand rather than with axum::serve, which cannot bound the time
+        // to the upgrade request (see ingest::listener).
+        let mut ingest_server: JoinHandle<std::io::Result<()>> =
+            tokio::spawn(ingest::listener::serve(
+                ingest_listener,
+                ingest_tls,
+                ingest_app,
+                Duration::from_secs(config.server.handshake_timeout_secs),
+                metrics.clone(),
+                stop.clone(),
+            ));
         let api_scheme = if api_tls.is_some() { "https" } else { "http" };
         let mut api_server: JoinHandle<std::io::Result<()>> = match api_tls {
             Some(tls) => {

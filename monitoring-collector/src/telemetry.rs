@@ -39,6 +39,8 @@ pub mod retry_reason {
     pub const QUEUE_FULL: &str = "queue_full";
     /// The processor is shutting down or a worker failed.
     pub const UNAVAILABLE: &str = "unavailable";
+    /// The agent is over its `[server.rate_limit]` budget.
+    pub const RATE_LIMITED: &str = "rate_limited";
 }
 
 /// Why an ingest connection was refused before the WebSocket upgrade.
@@ -57,6 +59,23 @@ pub mod refuse_reason {
     pub const AUTH_MISMATCH: &str = "auth_mismatch";
     /// `server.max_connections` reached.
     pub const LIMIT: &str = "limit";
+    /// `server.max_connections_per_agent` reached for this agent.
+    pub const AGENT_LIMIT: &str = "agent_limit";
+    /// The upgrade request was not read within `server.handshake_timeout_secs` of
+    /// accepting the connection (TLS finished, HTTP request too slow or missing).
+    pub const UPGRADE_TIMEOUT: &str = "upgrade_timeout";
+    /// Too many connections between accept and upgrade at once.
+    pub const UPGRADE_BUSY: &str = "upgrade_busy";
+}
+
+/// Why an ingest WebSocket connection ended (label `reason` of the closed counter).
+pub mod close_reason {
+    /// The agent closed the connection, or it broke.
+    pub const PEER: &str = "peer";
+    /// Nothing arrived for `server.idle_timeout_secs`.
+    pub const IDLE: &str = "idle";
+    /// The collector is shutting down.
+    pub const SHUTDOWN: &str = "shutdown";
 }
 
 /// How a `POST /api/v1/login` ended (label `outcome` of the logins counter).
@@ -92,6 +111,8 @@ pub struct Metrics {
     pub connections_accepted: Counter,
     /// Ingest connections refused before upgrade, by reason.
     pub connections_refused: Family<ReasonLabel, Counter>,
+    /// Ingest WebSocket connections ended, by reason.
+    pub connections_closed: Family<ReasonLabel, Counter>,
     /// WebSocket messages received on ingest connections (binary or text).
     pub frames_received: Counter,
     /// Bytes of those messages.
@@ -126,6 +147,7 @@ impl Default for Metrics {
             connections: Gauge::default(),
             connections_accepted: Counter::default(),
             connections_refused: Family::default(),
+            connections_closed: Family::default(),
             frames_received: Counter::default(),
             bytes_received: Counter::default(),
             batches_committed: Counter::default(),
@@ -176,8 +198,13 @@ impl Telemetry {
         );
         r.register(
             "monitoring_ingest_connections_refused",
-            "Ingest connections refused before the WebSocket upgrade, by reason (auth*, limit)",
+            "Ingest connections refused before the WebSocket upgrade, by reason (auth*, limit, agent_limit, tls_*, upgrade_timeout, upgrade_busy)",
             m.connections_refused.clone(),
+        );
+        r.register(
+            "monitoring_ingest_connections_closed",
+            "Ingest WebSocket connections ended, by reason (peer, idle, shutdown)",
+            m.connections_closed.clone(),
         );
         r.register(
             "monitoring_ingest_frames_received",
@@ -206,7 +233,7 @@ impl Telemetry {
         );
         r.register(
             "monitoring_ingest_batches_retried",
-            "Batches answered with retry-later, by reason (store, queue_full, unavailable)",
+            "Batches answered with retry-later, by reason (store, queue_full, unavailable, rate_limited)",
             m.batches_retried.clone(),
         );
         r.register(

@@ -1,11 +1,13 @@
-//! TLS for the ingest listener (`[server.tls]`): the rustls configuration, a
-//! listener that completes handshakes off the accept loop, and the verified client
-//! certificate identity handed to the ingest handler.
+//! TLS for the ingest listener (`[server.tls]`) and the API (`[api.tls]`): the rustls
+//! configuration, the handshake with the verified client certificate identity handed
+//! to the ingest handler ([`accept_tls`], used by the ingest listener in
+//! `crate::ingest`), and a listener for `axum::serve` that completes handshakes off
+//! the accept loop (used by the API).
 //!
-//! Handshakes run in their own tasks, each bounded by `server.handshake_timeout_secs`,
-//! so a client that opens TCP and never finishes (or never starts) the handshake holds
-//! one task until the deadline and delays nobody else. Only completed handshakes reach
-//! axum, through a bounded channel.
+//! [`TlsListener`] runs handshakes in their own tasks, each bounded by
+//! `server.handshake_timeout_secs`, so a client that opens TCP and never finishes (or
+//! never starts) the handshake holds one task until the deadline and delays nobody
+//! else. Only completed handshakes reach axum, through a bounded channel.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -305,6 +307,28 @@ impl Listener for TlsListener {
 
 type Accepted = (TlsStream<TcpStream>, PeerInfo);
 
+/// Completes the server side of a TLS handshake and reads the verified client
+/// certificate's identity. Unbounded in time: callers add their deadline.
+pub async fn accept_tls(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    addr: SocketAddr,
+) -> std::io::Result<Accepted> {
+    let tls = acceptor.accept(stream).await?;
+    let client_identity = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|leaf| certificate_identity(leaf))
+        .map(Arc::from);
+    let peer = PeerInfo {
+        addr,
+        client_identity,
+    };
+    Ok((tls, peer))
+}
+
 async fn accept_loop(
     tcp: TcpListener,
     acceptor: TlsAcceptor,
@@ -346,12 +370,12 @@ async fn accept_loop(
         let (acceptor, tx, stop) = (acceptor.clone(), tx.clone(), stop.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            let handshake = tokio::time::timeout(timeout, acceptor.accept(stream));
+            let handshake = tokio::time::timeout(timeout, accept_tls(&acceptor, stream, addr));
             let tls = tokio::select! {
                 () = stop.cancelled() => return,
                 done = handshake => done,
             };
-            let tls = match tls {
+            let accepted = match tls {
                 Err(_) => {
                     refuse(REFUSE_TLS_TIMEOUT);
                     tracing::warn!(message = "Dropped connection: TLS handshake timed out.", peer = %addr, timeout = ?timeout);
@@ -362,21 +386,10 @@ async fn accept_loop(
                     tracing::warn!(message = "TLS handshake failed.", %error, peer = %addr);
                     return;
                 }
-                Ok(Ok(tls)) => tls,
-            };
-            let client_identity = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|chain| chain.first())
-                .and_then(|leaf| certificate_identity(leaf))
-                .map(Arc::from);
-            let peer = PeerInfo {
-                addr,
-                client_identity,
+                Ok(Ok(accepted)) => accepted,
             };
             // Closed only at shutdown; the connection is then dropped.
-            drop(tx.send((tls, peer)).await);
+            drop(tx.send(accepted).await);
         });
     }
 }

@@ -1,5 +1,8 @@
 //! What one frame gets back: ok after commit, retry-later when the collector
-//! cannot commit now, rejected when the frame can never be accepted.
+//! cannot commit now or the agent is over its rate budget, rejected when the frame
+//! can never be accepted.
+
+use std::time::Duration;
 
 use axum::body::Bytes;
 use monitoring_common::event::now_ns;
@@ -7,6 +10,7 @@ use monitoring_common::protocol::codec::CodecError;
 use monitoring_common::protocol::{Ack, FrameError, FrameHeader};
 
 use super::IngestState;
+use super::agents::{SharedLimiter, charge};
 use crate::auth::AgentId;
 use crate::processor::{Job, Outcome, SubmitError};
 use crate::storage::CommitOutcome;
@@ -14,6 +18,20 @@ use crate::telemetry::{reject_reason, retry_reason};
 
 /// How long an agent is asked to wait before resending after retry-later.
 pub(crate) const RETRY_AFTER_MS: u32 = 1000;
+/// Bounds of the wait asked of a rate-limited agent: not so short that it spins,
+/// not so long that a batch in debt is parked for minutes.
+pub(crate) const RATE_RETRY_MIN_MS: u32 = 50;
+/// See [`RATE_RETRY_MIN_MS`].
+pub(crate) const RATE_RETRY_MAX_MS: u32 = 10_000;
+
+/// The `retry_after_ms` for a rate-limited batch that fits the budget after `wait`:
+/// rounded up, so that the agent does not come back a moment too early.
+pub(crate) fn rate_retry_ms(wait: Duration) -> u32 {
+    let ms = wait.as_micros().div_ceil(1000);
+    u32::try_from(ms)
+        .unwrap_or(u32::MAX)
+        .clamp(RATE_RETRY_MIN_MS, RATE_RETRY_MAX_MS)
+}
 
 /// The `reason` label for a frame error.
 pub(crate) fn reject_label(error: &FrameError) -> &'static str {
@@ -81,16 +99,33 @@ fn retry(
     label: &'static str,
     reason: String,
 ) -> Ack {
+    retry_after(state, stream_id, sequence, label, RETRY_AFTER_MS, reason)
+}
+
+fn retry_after(
+    state: &IngestState,
+    stream_id: u64,
+    sequence: u64,
+    label: &'static str,
+    retry_after_ms: u32,
+    reason: String,
+) -> Ack {
     state
         .metrics
         .batches_retried
         .get_or_create(&[("reason", label)])
         .inc();
-    Ack::retry_later(stream_id, sequence, RETRY_AFTER_MS, reason)
+    Ack::retry_later(stream_id, sequence, retry_after_ms, reason)
 }
 
-/// Takes one binary message through header checks, the processor and the store.
-pub(crate) async fn handle(state: &IngestState, agent: &AgentId, frame: Bytes) -> Ack {
+/// Takes one binary message through header checks, the agent's rate budget
+/// (`limiter`; `None` is unlimited), the processor and the store.
+pub(crate) async fn handle(
+    state: &IngestState,
+    agent: &AgentId,
+    limiter: Option<&SharedLimiter>,
+    frame: Bytes,
+) -> Ack {
     let received_ns = now_ns();
     // The header is checked here, cheaply, so that an oversize or unknown-codec frame
     // is answered without queueing; the payload is decoded by a worker.
@@ -99,6 +134,33 @@ pub(crate) async fn handle(state: &IngestState, agent: &AgentId, frame: Bytes) -
         Err(error) => return reject(state, agent, &frame, &error),
     };
     let (stream_id, sequence) = (header.stream_id, header.sequence);
+    // Charged on the declared sizes, before any decoding work; a frame whose
+    // declaration lies is rejected by the worker, its budget spent all the same.
+    if let Some(limiter) = limiter {
+        let (events, bytes) = (header.event_count, header.uncompressed_len);
+        if let Err(wait) = charge(limiter, u64::from(events), u64::from(bytes)) {
+            let retry_after_ms = rate_retry_ms(wait);
+            tracing::debug!(
+                message = "Batch over the agent's rate limit; asked to retry later.",
+                agent_id = %agent,
+                stream_id,
+                sequence,
+                events,
+                bytes,
+                retry_after_ms
+            );
+            return retry_after(
+                state,
+                stream_id,
+                sequence,
+                retry_reason::RATE_LIMITED,
+                retry_after_ms,
+                format!(
+                    "rate limit of agent {agent} exceeded ([server.rate_limit]); retry in {retry_after_ms} ms"
+                ),
+            );
+        }
+    }
     let job = Job {
         agent_id: agent.clone(),
         received_ns,
@@ -166,6 +228,14 @@ pub(crate) async fn handle(state: &IngestState, agent: &AgentId, frame: Bytes) -
 mod tests {
     use super::*;
     use monitoring_common::protocol::payload::PayloadError;
+
+    #[test]
+    fn rate_retry_delays_are_rounded_up_and_clamped() {
+        assert_eq!(rate_retry_ms(Duration::ZERO), 50);
+        assert_eq!(rate_retry_ms(Duration::from_micros(250_001)), 251);
+        assert_eq!(rate_retry_ms(Duration::from_millis(250)), 250);
+        assert_eq!(rate_retry_ms(Duration::from_secs(3600)), 10_000);
+    }
 
     #[test]
     fn every_frame_error_has_a_bounded_label() {

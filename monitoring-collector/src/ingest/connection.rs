@@ -10,31 +10,61 @@
 //! On shutdown the reader stops, in-flight batches get `server.shutdown_timeout_secs`
 //! to finish and be acknowledged, and the socket is closed with 1001 (going away).
 //! Whatever was not acknowledged by then is resent by the agent to the next collector.
+//!
+//! Liveness: the writer pings every `server.ping_interval_secs`; a connection from
+//! which nothing (no frame, no pong) has arrived for `server.idle_timeout_secs` is
+//! closed with 1008. The idle clock stands still while the reader is paused for
+//! backpressure (the silence is then the collector's doing), and a batch finishing
+//! counts as activity. A live agent's WebSocket answers pings by itself.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use monitoring_common::protocol::Ack;
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior};
 
+use super::agents::AgentSlot;
 use super::{IngestState, batch};
 use crate::auth::AgentId;
+use crate::telemetry::close_reason;
 
 /// Close code 1001: the collector is going away.
 const GOING_AWAY: u16 = 1001;
+/// Close code 1008: policy violation (here: silent past the idle timeout).
+const POLICY_VIOLATION: u16 = 1008;
 
 /// How the reader loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
     /// The agent closed the connection or it broke.
     Peer,
+    /// Nothing arrived for the idle timeout.
+    Idle,
     /// The collector is shutting down.
     Shutdown,
+}
+
+impl End {
+    fn label(self) -> &'static str {
+        match self {
+            End::Peer => close_reason::PEER,
+            End::Idle => close_reason::IDLE,
+            End::Shutdown => close_reason::SHUTDOWN,
+        }
+    }
+}
+
+/// What the writer task sends.
+enum Out {
+    Ack(Ack),
+    Ping,
 }
 
 /// Serves one connection until the agent leaves or the collector shuts down.
@@ -45,28 +75,40 @@ pub(super) async fn serve(
     peer: SocketAddr,
     state: Arc<IngestState>,
     _permit: OwnedSemaphorePermit,
+    slot: AgentSlot,
 ) {
     state.metrics.connections.inc();
     state.metrics.connections_accepted.inc();
     tracing::info!(message = "Agent connected.");
     let shutdown = state.shutdown.child_token();
+    let limiter = slot.limiter();
     let (sink, mut stream) = socket.split();
-    let (acks, ack_rx) = mpsc::channel::<Ack>(state.max_in_flight + 1);
-    let mut writer = tokio::spawn(write_acks(sink, ack_rx));
+    let (out, out_rx) = mpsc::channel::<Out>(state.max_in_flight + 1);
+    let (close_tx, close_rx) = oneshot::channel::<CloseFrame>();
+    let mut writer = tokio::spawn(write_out(sink, out_rx, close_rx));
     let mut tasks: JoinSet<()> = JoinSet::new();
+    let mut ping =
+        tokio::time::interval_at(Instant::now() + state.ping_interval, state.ping_interval);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+    let idle = tokio::time::sleep_until(last_heard + state.idle_timeout);
+    tokio::pin!(idle);
 
     let end = loop {
+        let reading = tasks.len() < state.max_in_flight;
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break End::Shutdown,
             Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                last_heard = Instant::now();
                 if let Err(error) = joined
                     && error.is_panic()
                 {
                     tracing::error!(message = "Batch task panicked; the agent will resend the batch.", %error);
                 }
             }
-            message = stream.next(), if tasks.len() < state.max_in_flight => {
+            message = stream.next(), if reading => {
+                last_heard = Instant::now();
                 let message = match message {
                     None => break End::Peer,
                     Some(Err(error)) => {
@@ -80,32 +122,55 @@ pub(super) async fn serve(
                     Message::Binary(frame) => {
                         state.metrics.frames_received.inc();
                         state.metrics.bytes_received.inc_by(frame.len() as u64);
-                        let (state, agent, acks) = (Arc::clone(&state), agent.clone(), acks.clone());
+                        let (state, agent, out) = (Arc::clone(&state), agent.clone(), out.clone());
+                        let limiter = limiter.clone();
                         tasks.spawn(async move {
-                            let ack = batch::handle(&state, &agent, frame).await;
+                            let ack = batch::handle(&state, &agent, limiter.as_ref(), frame).await;
                             // Only fails when the writer has stopped: the agent is gone and
                             // will resend what it did not see acknowledged.
-                            drop(acks.send(ack).await);
+                            drop(out.send(Out::Ack(ack)).await);
                         });
                     }
                     Message::Text(text) => {
                         state.metrics.frames_received.inc();
                         state.metrics.bytes_received.inc_by(text.len() as u64);
                         let ack = batch::reject_text(&state, &agent);
-                        if acks.send(ack).await.is_err() {
+                        if out.send(Out::Ack(ack)).await.is_err() {
                             break End::Peer;
                         }
                     }
                     Message::Close(_) => break End::Peer,
-                    // Pongs are sent by the WebSocket layer itself.
+                    // Pongs are sent by the WebSocket layer itself; either proves
+                    // the agent alive, which `last_heard` has recorded.
                     Message::Ping(_) | Message::Pong(_) => {}
                 }
+            }
+            _ = ping.tick() => {
+                // A full queue means acks are waiting to go out: the ping can wait.
+                drop(out.try_send(Out::Ping));
+            }
+            () = &mut idle => {
+                let now = Instant::now();
+                if !reading {
+                    // Paused by backpressure: the agent cannot be heard, not its fault.
+                    last_heard = now;
+                }
+                let due = last_heard + state.idle_timeout;
+                if due > now {
+                    idle.as_mut().reset(due);
+                    continue;
+                }
+                tracing::warn!(
+                    message = "Closing idle ingest connection: nothing received, not even a pong.",
+                    idle_timeout = ?state.idle_timeout
+                );
+                break End::Idle;
             }
         }
     };
 
     let unfinished = match end {
-        End::Peer => {
+        End::Peer | End::Idle => {
             // Nobody is left to read the acks; queued batches still commit in the workers.
             let n = tasks.len();
             tasks.abort_all();
@@ -127,7 +192,23 @@ pub(super) async fn serve(
             n
         }
     };
-    drop(acks);
+    let close = match end {
+        End::Idle => CloseFrame {
+            code: POLICY_VIOLATION,
+            reason: format!(
+                "idle timeout: nothing received for {} s",
+                state.idle_timeout.as_secs()
+            )
+            .into(),
+        },
+        End::Peer | End::Shutdown => CloseFrame {
+            code: GOING_AWAY,
+            reason: "collector closing the connection".into(),
+        },
+    };
+    // Fails only if the writer already stopped: the agent is gone.
+    drop(close_tx.send(close));
+    drop(out);
     // The writer sends the acks already queued, then the close frame; bounded because
     // an agent that stopped reading must not hold the collector open.
     let grace = state.shutdown_timeout.max(Duration::from_secs(1));
@@ -135,21 +216,34 @@ pub(super) async fn serve(
         writer.abort();
     }
     state.metrics.connections.dec();
+    state
+        .metrics
+        .connections_closed
+        .get_or_create(&[("reason", end.label())])
+        .inc();
+    drop(slot);
     tracing::info!(message = "Agent disconnected.", reason = ?end, unacknowledged = unfinished);
 }
 
-/// Sends acks until every sender is dropped, then closes the socket.
-async fn write_acks(mut sink: SplitSink<WebSocket, Message>, mut acks: mpsc::Receiver<Ack>) {
-    while let Some(ack) = acks.recv().await {
-        if let Err(error) = sink.send(Message::Binary(ack.encode().into())).await {
-            tracing::debug!(message = "Could not send acknowledgement; the agent is gone.", %error);
+/// Sends acks and pings until every sender is dropped, then closes the socket with
+/// the frame `close` gives.
+async fn write_out(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut out: mpsc::Receiver<Out>,
+    close: oneshot::Receiver<CloseFrame>,
+) {
+    while let Some(next) = out.recv().await {
+        let message = match next {
+            Out::Ack(ack) => Message::Binary(ack.encode().into()),
+            Out::Ping => Message::Ping(Bytes::new()),
+        };
+        if let Err(error) = sink.send(message).await {
+            tracing::debug!(message = "Could not send to the agent; it is gone.", %error);
             return;
         }
     }
-    let close = Message::Close(Some(CloseFrame {
-        code: GOING_AWAY,
-        reason: "collector closing the connection".into(),
-    }));
+    // Sent before the last sender is dropped; a missing frame closes without one.
+    let frame = close.await.ok();
     // The peer may already be gone; nothing is lost by not telling it.
-    drop(sink.send(close).await);
+    drop(sink.send(Message::Close(frame)).await);
 }

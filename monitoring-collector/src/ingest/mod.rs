@@ -1,10 +1,13 @@
 //! The `/ingest` WebSocket endpoint: agents' frames in, acknowledgements out.
 //!
+//! The listener ([`listener`]) bounds the time from accept to the upgrade request.
 //! An upgrade request is authenticated ([`crate::auth`]) and counted against
-//! `server.max_connections` before the WebSocket exists; refusals are JSON errors
-//! (401, 503). Each connection then reads binary messages, one frame each, and answers
-//! every one with an [`Ack`](monitoring_common::protocol::Ack) (`connection`); what a
-//! single frame gets is decided in `batch`.
+//! `server.max_connections_per_agent` and `server.max_connections` before the
+//! WebSocket exists; refusals are JSON errors (401, 429, 503). Each connection then
+//! reads binary messages, one frame each, and answers every one with an
+//! [`Ack`](monitoring_common::protocol::Ack) (`connection`, which also pings and
+//! closes idle connections); what a single frame gets is decided in `batch`, which
+//! charges the agent's rate budget ([`rate_limit`], shared through `agents`).
 //!
 //! Message sizes: a WebSocket message up to [`ServerConfig::hard_message_cap`] (twice
 //! `server.limits.max_frame_bytes` plus 1 MiB) is read and, if over the frame limit,
@@ -12,8 +15,11 @@
 //! because reading it would cost unbounded memory and its sender is not following the
 //! protocol.
 
+mod agents;
 mod batch;
 mod connection;
+pub mod listener;
+pub mod rate_limit;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +43,8 @@ use crate::config::ServerConfig;
 use crate::processor::ProcessorHandle;
 use crate::telemetry::{Metrics, refuse_reason};
 use crate::tls::PeerInfo;
+use agents::Agents;
+pub use rate_limit::RateLimitConfig;
 
 /// What every ingest connection shares.
 pub struct IngestState {
@@ -47,7 +55,10 @@ pub struct IngestState {
     hard_cap: usize,
     max_in_flight: usize,
     shutdown_timeout: Duration,
+    ping_interval: Duration,
+    idle_timeout: Duration,
     connections: Arc<Semaphore>,
+    agents: Arc<Agents>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -71,14 +82,18 @@ impl IngestState {
             hard_cap: server.hard_message_cap(),
             max_in_flight: server.max_in_flight_per_connection,
             shutdown_timeout: Duration::from_secs(server.shutdown_timeout_secs),
+            ping_interval: Duration::from_secs(server.ping_interval_secs),
+            idle_timeout: Duration::from_secs(server.idle_timeout_secs),
             connections: Arc::new(Semaphore::new(server.max_connections)),
+            agents: Agents::new(server.max_connections_per_agent, server.rate_limit),
             shutdown,
             tracker,
         }
     }
 }
 
-/// The ingest routes; serve with `into_make_service_with_connect_info::<PeerInfo>()`.
+/// The ingest routes; serve with [`listener::serve`] (the handler needs
+/// `ConnectInfo<PeerInfo>`).
 pub fn router(state: Arc<IngestState>) -> Router {
     Router::new()
         .route(INGEST_PATH, get(upgrade))
@@ -137,6 +152,19 @@ async fn upgrade(
             "collector is shutting down",
         );
     }
+    // Before the total limit: one agent's surplus connections must not take places
+    // from other agents. The slot is released when the connection ends, however.
+    let Some(slot) = state.agents.try_acquire(&agent) else {
+        refuse(refuse_reason::AGENT_LIMIT);
+        let max = state.agents.max_per_agent();
+        tracing::warn!(message = "Refused ingest connection: too many connections of this agent.", agent_id = %agent, %peer, max);
+        return json_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "agent {agent} already has {max} open connections (server.max_connections_per_agent); close one or retry later"
+            ),
+        );
+    };
     let Ok(permit) = Arc::clone(&state.connections).try_acquire_owned() else {
         refuse(refuse_reason::LIMIT);
         tracing::warn!(message = "Refused ingest connection: too many connections.", agent_id = %agent, %peer);
@@ -153,6 +181,6 @@ async fn upgrade(
         })
         .on_upgrade(move |socket| {
             let tracker = state.tracker.clone();
-            tracker.track_future(connection::serve(socket, agent, peer, state, permit))
+            tracker.track_future(connection::serve(socket, agent, peer, state, permit, slot))
         })
 }
