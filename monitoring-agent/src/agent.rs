@@ -3,10 +3,14 @@
 //!
 //! ```text
 //! file tailer ─┐
-//!              ├─► ring buffer ─► batcher ─► transport ─► collector
-//! host metrics ┘                                │ acks
-//!   ▲ SourceProgress ◄──────────────────────────┘
+//!              ├─► ring buffer ─► batcher ─► [disk spool] ─► transport ─► collector
+//! host metrics ┘                                                │ acks
+//!   ▲ SourceProgress ◄──────────────────────────────────────────┘
 //! ```
+//!
+//! With `[buffer.disk] path` set, the spool sits between batcher and transport: a
+//! batch's marks are applied once it is durably spooled, and the transport's
+//! acknowledgements move the spool's own position instead (see `buffer::disk`).
 //!
 //! Shutdown (the `shutdown` token, SIGTERM in the binary): sources stop reading; the
 //! buffer is closed once they have stopped; the batcher flushes what is left; the
@@ -24,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::buffer::RingBuffer;
+use crate::buffer::disk::{self, SpoolOptions};
 use crate::collectors::logs::{self, FileSourceError};
 use crate::collectors::metrics::host;
 use crate::config::AgentConfig;
@@ -60,6 +65,14 @@ pub enum AgentError {
         agent_id: String,
         /// The cause.
         source: FileSourceError,
+    },
+    /// The disk spool could not be opened.
+    #[error("agent {agent_id}: {source}")]
+    Spool {
+        /// The agent.
+        agent_id: String,
+        /// The cause.
+        source: disk::SpoolError,
     },
     /// A pipeline task ended unexpectedly (a bug: it should only end on shutdown).
     #[error("agent {agent_id}: the {task} task ended unexpectedly{}", detail(.cause))]
@@ -132,6 +145,42 @@ pub async fn run_with(
 
     let (batch_tx, batch_rx) = mpsc::channel(BATCH_CHANNEL);
     let b = &config.buffer;
+    // With a spool, the batcher writes into it and its reader feeds the transport.
+    let spool_stop = CancellationToken::new();
+    let drain = CancellationToken::new();
+    let (batch_rx, spool_tasks) = match SpoolOptions::from_config(&b.disk, b.when_full) {
+        None => (batch_rx, None),
+        Some(options) => {
+            let dir = options.dir.clone();
+            let metrics = telemetry.spool.clone();
+            let spool = tokio::task::spawn_blocking(move || disk::open(options, metrics));
+            let spool = match spool.await {
+                Ok(Ok(spool)) => spool,
+                Ok(Err(source)) => {
+                    control_stop.cancel();
+                    return Err(AgentError::Spool { agent_id, source });
+                }
+                Err(join) => {
+                    control_stop.cancel();
+                    return Err(AgentError::Task {
+                        agent_id,
+                        task: "spool open",
+                        cause: Some(join.to_string()),
+                    });
+                }
+            };
+            info!(message = "Batches go through the disk spool.", dir = %dir.display());
+            let (spooled_tx, spooled_rx) = mpsc::channel(BATCH_CHANNEL);
+            let tasks = disk::run::spawn(
+                spool,
+                batch_rx,
+                spooled_tx,
+                drain.clone(),
+                spool_stop.clone(),
+            );
+            (spooled_rx, Some(tasks))
+        }
+    };
     let mut batcher_task = Some(tokio::spawn(batcher::run(
         buffer.clone(),
         BatcherConfig {
@@ -145,7 +194,6 @@ pub async fn run_with(
         batch_tx,
         telemetry.batcher.clone(),
     )));
-    let drain = CancellationToken::new();
     let mut transport_task = Some(tokio::spawn(transport::run(
         TransportConfig {
             endpoint: Endpoint {
@@ -247,6 +295,12 @@ pub async fn run_with(
         }
         None => None,
     };
+    // The spool stops reading and writes its ledger (what is not acknowledged stays in
+    // it and is sent after a restart).
+    spool_stop.cancel();
+    if let Some(tasks) = spool_tasks {
+        tasks.join().await;
+    }
     // 4. Only now the tailer writes its final checkpoints: they cover every ack received.
     stop_all.cancel();
     if let Some(task) = files_task {

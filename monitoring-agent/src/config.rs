@@ -16,6 +16,7 @@ use monitoring_common::protocol::Codec;
 use serde::Deserialize;
 
 use crate::buffer::WhenFull;
+use crate::buffer::disk::DiskConfig;
 use crate::collectors::logs::LogsConfig;
 use crate::collectors::metrics::MetricsConfig;
 
@@ -149,8 +150,11 @@ pub struct BufferConfig {
     /// When the buffer is full: `"block"` (sources wait; tailed files stay on disk),
     /// `"drop_oldest"` or `"drop_newest"` (counted in
     /// `monitoring_agent_events_dropped_total`). Host metrics never wait: under
-    /// `block` a sample that does not fit is skipped and counted. Default `"block"`.
+    /// `block` a sample that does not fit is skipped and counted. The disk spool
+    /// applies the same policy when it is full. Default `"block"`.
     pub when_full: WhenFull,
+    /// `[buffer.disk]`: the disk spool between batcher and transport. Default: off.
+    pub disk: DiskConfig,
 }
 
 impl Default for BufferConfig {
@@ -162,6 +166,7 @@ impl Default for BufferConfig {
             max_batch_bytes: 1024 * 1024,
             compression: Codec::Lz4,
             when_full: WhenFull::Block,
+            disk: DiskConfig::default(),
         }
     }
 }
@@ -367,6 +372,7 @@ impl Validate for AgentConfig {
             MAX_BATCH_BYTES,
             " bytes",
         );
+        p.extend(b.disk.validate(&self.state.dir));
 
         if self.state.dir.as_os_str().is_empty() {
             p.push(Problem::new("state.dir", "must not be empty"));

@@ -17,6 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::buffer::disk::SpoolMetrics;
 use crate::collectors::logs::FileMetrics;
 
 /// Label set of one-label families: `[("reason", value)]` and the like. Values are
@@ -35,15 +36,22 @@ pub enum DropReason {
     SampleSkipped,
     /// The collector rejected the batch for good (malformed, over a limit).
     Rejected,
+    /// The disk spool was full under `when_full = "drop_newest"`: the batch was refused.
+    SpoolFull,
+    /// The disk spool was full under `when_full = "drop_oldest"`: its oldest segment
+    /// was deleted (events in flight from it may still arrive).
+    SpoolDropOldest,
 }
 
 impl DropReason {
     /// Every reason, so that each series exists (at zero) from the start.
-    pub const ALL: [DropReason; 4] = [
+    pub const ALL: [DropReason; 6] = [
         DropReason::DropOldest,
         DropReason::DropNewest,
         DropReason::SampleSkipped,
         DropReason::Rejected,
+        DropReason::SpoolFull,
+        DropReason::SpoolDropOldest,
     ];
 
     /// The label value.
@@ -53,6 +61,8 @@ impl DropReason {
             DropReason::DropNewest => "drop_newest",
             DropReason::SampleSkipped => "sample_skipped",
             DropReason::Rejected => "rejected",
+            DropReason::SpoolFull => "spool_full",
+            DropReason::SpoolDropOldest => "spool_drop_oldest",
         }
     }
 }
@@ -193,6 +203,8 @@ pub struct Telemetry {
     pub host: HostMetrics,
     /// File tailer metrics (defined by the tailer, registered here).
     pub files: Arc<FileMetrics>,
+    /// Disk spool metrics (defined by the spool, registered here; zero when it is off).
+    pub spool: SpoolMetrics,
     /// The shared dropped-events counter.
     pub dropped: DroppedEvents,
 }
@@ -294,6 +306,12 @@ impl Telemetry {
         let files = Arc::new(FileMetrics::default());
         files.register(r);
 
+        let spool = SpoolMetrics {
+            dropped: dropped.clone(),
+            ..SpoolMetrics::default()
+        };
+        spool.register(r);
+
         Telemetry {
             registry,
             buffer,
@@ -301,6 +319,7 @@ impl Telemetry {
             transport,
             host,
             files,
+            spool,
             dropped,
         }
     }
@@ -417,6 +436,9 @@ mod tests {
         assert!(text.contains("monitoring_agent_transport_acked_batches_total 1"));
         assert!(text.contains("monitoring_agent_transport_ack_latency_seconds_bucket"));
         assert!(text.contains("monitoring_agent_buffer_events "));
+        assert!(text.contains("monitoring_agent_events_dropped_total{reason=\"spool_full\"} 0"));
+        assert!(text.contains("monitoring_agent_spool_records_corrupt_total 0"));
+        assert!(text.contains("monitoring_agent_spool_bytes 0"));
         // The buffer and the transport count into the same family.
         assert_eq!(t.dropped.get(DropReason::DropNewest), 3);
     }

@@ -25,6 +25,8 @@
 //! the stream: senders get [`Closed`], and the receiver drains what is left and then
 //! sees the end.
 
+pub mod disk;
+
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

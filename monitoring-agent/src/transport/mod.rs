@@ -296,14 +296,15 @@ impl Transport {
     /// Writes every batch that is due, in order.
     async fn send_due(&mut self, sink: &mut Sink, expired: &CancellationToken) -> Result<(), End> {
         for due in self.window.due(Instant::now()) {
-            let Some(batch) = self.window.batch(due.sequence) else {
+            let Some(batch) = self.window.batch(due.stream_id, due.sequence) else {
                 continue;
             };
             let frame = batch.frame.clone();
             let events = u64::from(batch.event_count);
             let bytes = frame.len() as u64;
             send_with_deadline(sink, Message::Binary(frame), expired).await?;
-            self.window.mark_sent(due.sequence, Instant::now());
+            self.window
+                .mark_sent(due.stream_id, due.sequence, Instant::now());
             let m = &self.metrics;
             m.sent_batches.inc();
             m.sent_events.inc_by(events);

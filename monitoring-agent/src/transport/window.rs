@@ -5,6 +5,11 @@
 //! leaves, so a source's acknowledged position moves only when every batch before it
 //! is done, whatever order the acknowledgements arrive in.
 //!
+//! A batch is named by (stream id, sequence): with the disk spool, batches of an
+//! earlier run (another stream id) are resent before this run's, and sequences may
+//! have gaps (segments dropped when the spool was full), so neither one stream nor
+//! contiguous sequences are assumed.
+//!
 //! This is pure bookkeeping with no I/O: the connection loop asks it what to send and
 //! tells it what came back.
 
@@ -66,6 +71,8 @@ impl Resend {
 /// A batch to write now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Due {
+    /// Its stream id.
+    pub stream_id: u64,
     /// Its sequence.
     pub sequence: u64,
     /// Why it is written again, if it was written before.
@@ -108,7 +115,6 @@ pub enum AckOutcome {
 pub struct Window {
     entries: VecDeque<Entry>,
     max: usize,
-    stream_id: Option<u64>,
 }
 
 impl Window {
@@ -117,7 +123,6 @@ impl Window {
         Window {
             entries: VecDeque::with_capacity(max.max(1)),
             max: max.max(1),
-            stream_id: None,
         }
     }
 
@@ -147,7 +152,6 @@ impl Window {
 
     /// Adds a batch to the back, unsent.
     pub fn push(&mut self, batch: Batch) {
-        self.stream_id.get_or_insert(batch.stream_id);
         self.entries.push_back(Entry {
             batch,
             state: State::Unsent,
@@ -177,6 +181,7 @@ impl Window {
                     State::RetryAt(_) | State::Sent | State::Done => return None,
                 };
                 Some(Due {
+                    stream_id: e.batch.stream_id,
                     sequence: e.batch.sequence,
                     resend,
                 })
@@ -195,14 +200,15 @@ impl Window {
             .min()
     }
 
-    /// The batch with this sequence, if in the window.
-    pub fn batch(&self, sequence: u64) -> Option<&Batch> {
-        self.index(sequence).map(|i| &self.entries[i].batch)
+    /// The batch with this stream id and sequence, if in the window.
+    pub fn batch(&self, stream_id: u64, sequence: u64) -> Option<&Batch> {
+        self.index(stream_id, sequence)
+            .map(|i| &self.entries[i].batch)
     }
 
     /// Records that the batch was written now.
-    pub fn mark_sent(&mut self, sequence: u64, now: Instant) {
-        if let Some(i) = self.index(sequence) {
+    pub fn mark_sent(&mut self, stream_id: u64, sequence: u64, now: Instant) {
+        if let Some(i) = self.index(stream_id, sequence) {
             let e = &mut self.entries[i];
             e.state = State::Sent;
             e.sends += 1;
@@ -210,19 +216,21 @@ impl Window {
         }
     }
 
-    fn index(&self, sequence: u64) -> Option<usize> {
+    fn index(&self, stream_id: u64, sequence: u64) -> Option<usize> {
+        let is = |e: &Entry| e.batch.stream_id == stream_id && e.batch.sequence == sequence;
+        // Usually one stream with contiguous sequences: guess the place from the
+        // front, and search the (small, bounded) window only when the guess misses.
         let first = self.entries.front()?.batch.sequence;
-        let i = usize::try_from(sequence.checked_sub(first)?).ok()?;
-        // Sequences in the window are contiguous; check anyway rather than trust it.
-        (self.entries.get(i)?.batch.sequence == sequence).then_some(i)
+        let guess = sequence
+            .checked_sub(first)
+            .and_then(|d| usize::try_from(d).ok())
+            .filter(|&i| self.entries.get(i).is_some_and(is));
+        guess.or_else(|| self.entries.iter().position(is))
     }
 
     /// Applies an acknowledgement.
     pub fn on_ack(&mut self, ack: &Ack, now: Instant) -> AckOutcome {
-        if self.stream_id != Some(ack.stream_id) {
-            return AckOutcome::Unknown;
-        }
-        let Some(i) = self.index(ack.sequence) else {
+        let Some(i) = self.index(ack.stream_id, ack.sequence) else {
             return AckOutcome::Unknown;
         };
         let e = &mut self.entries[i];
@@ -299,7 +307,7 @@ mod tests {
         let now = Instant::now();
         for s in 1..=3 {
             w.push(batch(s, &p, s * 100));
-            w.mark_sent(s, now);
+            w.mark_sent(7, s, now);
         }
         assert!(matches!(
             w.on_ack(&Ack::ok(7, 3), now),
@@ -323,7 +331,7 @@ mod tests {
         let mut w = Window::new(8);
         let now = Instant::now();
         w.push(batch(1, &p, 10));
-        w.mark_sent(1, now);
+        w.mark_sent(7, 1, now);
         let out = w.on_ack(&Ack::rejected(7, 1, "bad"), now);
         assert!(matches!(out, AckOutcome::Rejected { events: 2, .. }));
         assert_eq!(w.release_done(), 1);
@@ -339,11 +347,12 @@ mod tests {
         assert_eq!(
             w.due(now),
             vec![Due {
+                stream_id: 7,
                 sequence: 1,
                 resend: None
             }]
         );
-        w.mark_sent(1, now);
+        w.mark_sent(7, 1, now);
         assert!(w.due(now).is_empty());
         w.on_ack(&Ack::retry_later(7, 1, 200, "busy"), now);
         assert_eq!(w.next_retry(), Some(now + Duration::from_millis(200)));
@@ -351,6 +360,7 @@ mod tests {
         assert_eq!(
             w.due(now + Duration::from_millis(200)),
             vec![Due {
+                stream_id: 7,
                 sequence: 1,
                 resend: Some(Resend::RetryLater)
             }]
@@ -383,7 +393,7 @@ mod tests {
         let now = Instant::now();
         for s in 1..=4 {
             w.push(batch(s, &p, s));
-            w.mark_sent(s, now);
+            w.mark_sent(7, s, now);
         }
         w.on_ack(&Ack::ok(7, 2), now);
         w.on_ack(&Ack::retry_later(7, 3, 60_000, "busy"), now);
@@ -393,5 +403,39 @@ mod tests {
         let again = Some(Resend::Reconnect);
         assert_eq!(due, vec![(1, again), (3, again), (4, again)]);
         assert_eq!(w.pending_events(), 6);
+    }
+
+    #[test]
+    fn batches_of_an_earlier_stream_and_with_gaps_are_matched() {
+        // A spool resends an earlier run's batches (stream 3, with a gap where a
+        // segment was dropped) before this run's (stream 7).
+        let p = SourceProgress::new(0);
+        let mut w = Window::new(8);
+        let now = Instant::now();
+        let ids = [(3, 10), (3, 11), (3, 15), (7, 1), (7, 2)];
+        for (i, &(stream, seq)) in ids.iter().enumerate() {
+            let mut b = batch(seq, &p, (i as u64 + 1) * 10);
+            b.stream_id = stream;
+            w.push(b);
+        }
+        let due: Vec<(u64, u64)> = w
+            .due(now)
+            .iter()
+            .map(|d| (d.stream_id, d.sequence))
+            .collect();
+        assert_eq!(due, ids.to_vec());
+        for &(stream, seq) in &ids {
+            assert_eq!(w.batch(stream, seq).unwrap().stream_id, stream);
+            w.mark_sent(stream, seq, now);
+        }
+        assert_eq!(w.on_ack(&Ack::ok(7, 11), now), AckOutcome::Unknown);
+        for &(stream, seq) in ids.iter().rev() {
+            assert!(matches!(
+                w.on_ack(&Ack::ok(stream, seq), now),
+                AckOutcome::Committed { .. }
+            ));
+        }
+        assert_eq!(w.release_done(), 5);
+        assert_eq!(p.acked(), 50);
     }
 }
