@@ -96,6 +96,10 @@ pub struct ServerConfig {
     pub rate_limit: crate::ingest::RateLimitConfig,
     /// `[server.tls]`: TLS and mutual TLS on the ingest listener. Default: off.
     pub tls: crate::tls::TlsConfig,
+    /// Serve plain `ws://` on an address other than loopback. Without TLS the
+    /// collector listens only on loopback unless this says so explicitly. Default
+    /// `false`.
+    pub allow_plaintext: bool,
 }
 
 impl Default for ServerConfig {
@@ -112,8 +116,27 @@ impl Default for ServerConfig {
             max_connections_per_agent: 4,
             rate_limit: crate::ingest::RateLimitConfig::default(),
             tls: crate::tls::TlsConfig::default(),
+            allow_plaintext: false,
         }
     }
+}
+
+/// Plain text on a non-loopback address must be asked for: `<prefix>.allow_plaintext`.
+pub fn plaintext_problem(
+    prefix: &str,
+    addr: SocketAddr,
+    tls: bool,
+    allowed: bool,
+) -> Option<Problem> {
+    (!tls && !allowed && !addr.ip().is_loopback()).then(|| {
+        Problem::new(
+            format!("{prefix}.tls.enabled"),
+            format!(
+                "is false on {addr}, which is not loopback: traffic would cross the network unencrypted; \
+                 enable [{prefix}.tls], or set {prefix}.allow_plaintext = true to accept that"
+            ),
+        )
+    })
 }
 
 /// The largest `server.limits.max_frame_bytes` accepted (the WebSocket hard cap is
@@ -182,6 +205,12 @@ impl ServerConfig {
         );
         problems.extend(self.rate_limit.validate(&format!("{prefix}.rate_limit")));
         problems.extend(self.tls.validate(&format!("{prefix}.tls")));
+        problems.extend(plaintext_problem(
+            prefix,
+            self.websocket_addr,
+            self.tls.enabled,
+            self.allow_plaintext,
+        ));
         problems
     }
 
@@ -348,6 +377,21 @@ mod tests {
             err.starts_with("collector.toml:2: key `storage.backend`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn plaintext_beyond_loopback_must_be_asked_for() {
+        let err = parse_str("[server]\nwebsocket_addr = \"0.0.0.0:7400\"\n")
+            .expect_err("plain ws:// on 0.0.0.0 accepted");
+        assert!(err.contains("key `server.tls.enabled`"), "{err}");
+        assert!(err.contains("server.allow_plaintext"), "{err}");
+        let err = parse_str("[api]\naddr = \"0.0.0.0:7401\"\n").expect_err("plain http accepted");
+        assert!(err.contains("key `api.tls.enabled`"), "{err}");
+        parse_str(
+            "[server]\nwebsocket_addr = \"0.0.0.0:7400\"\nallow_plaintext = true\n\
+             [api]\naddr = \"0.0.0.0:7401\"\nallow_plaintext = true\n",
+        )
+        .expect("explicitly allowed");
     }
 
     #[test]

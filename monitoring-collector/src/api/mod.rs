@@ -58,6 +58,9 @@ pub struct ApiConfig {
     /// `[api.auth]`: users, API tokens and sessions. Default: every data endpoint
     /// needs credentials, users in `var/collector/users.toml`.
     pub auth: ApiAuthConfig,
+    /// Serve plain `http://` on an address other than loopback (credentials and
+    /// data then cross the network in clear). Default `false`.
+    pub allow_plaintext: bool,
 }
 
 impl Default for ApiConfig {
@@ -66,6 +69,7 @@ impl Default for ApiConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 7401)),
             tls: crate::tls::TlsConfig::default(),
             auth: ApiAuthConfig::default(),
+            allow_plaintext: false,
         }
     }
 }
@@ -82,6 +86,12 @@ impl ApiConfig {
             ));
         }
         problems.extend(self.auth.validate(&format!("{prefix}.auth")));
+        problems.extend(crate::config::plaintext_problem(
+            prefix,
+            self.addr,
+            self.tls.enabled,
+            self.allow_plaintext,
+        ));
         problems
     }
 }
