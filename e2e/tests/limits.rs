@@ -12,8 +12,11 @@ use monitoring_e2e::{
 
 /// The value of a sample line of the collector's `/metrics`, 0 if absent.
 fn metric(collector: &Collector, series: &str) -> u64 {
-    let (status, text) =
-        monitoring_e2e::blocking_get(&format!("{}/metrics", collector.api())).unwrap();
+    let (status, text) = monitoring_e2e::blocking_get_with(
+        &format!("{}/metrics", collector.api()),
+        Some(&collector.api_token),
+    )
+    .unwrap();
     assert_eq!(status, 200);
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
