@@ -8,7 +8,9 @@
 # JWT secret; every run mints the agent a token (monitoring-collector token). Agents
 # connect over wss:// with mutual TLS and the token (config/secure/*.toml), and the
 # REST API serves https://.
-# Ctrl-C (or SIGTERM) stops both gracefully.
+# Ctrl-C (or SIGTERM) stops both gracefully: the agent first, so that it can deliver
+# what it holds, then the collector (each runs in its own session, so Ctrl-C reaches
+# only this script).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -60,7 +62,7 @@ fi
 (umask 077 && "$bin/monitoring-collector" api-token create --config "$collector_config" \
     --name run.sh --role read > var/run/api-token)
 
-"$bin/monitoring-collector" run --config "$collector_config" 2> var/run/collector.log &
+setsid "$bin/monitoring-collector" run --config "$collector_config" 2> var/run/collector.log &
 collector_pid=$!
 agent_pid=
 
@@ -84,7 +86,7 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 
-"$bin/monitoring-agent" run --config "$agent_config" 2> var/run/agent.log &
+setsid "$bin/monitoring-agent" run --config "$agent_config" 2> var/run/agent.log &
 agent_pid=$!
 
 cat <<MSG

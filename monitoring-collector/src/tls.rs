@@ -383,7 +383,13 @@ async fn accept_loop(
                 }
                 Ok(Err(error)) => {
                     refuse(REFUSE_TLS);
-                    tracing::warn!(message = "TLS handshake failed.", %error, peer = %addr);
+                    // A peer that closes before saying anything is a TCP probe (a load
+                    // balancer's health check, a port scan): counted, logged quietly.
+                    if error.kind() == std::io::ErrorKind::UnexpectedEof {
+                        tracing::debug!(message = "TLS handshake failed.", %error, peer = %addr);
+                    } else {
+                        tracing::warn!(message = "TLS handshake failed.", %error, peer = %addr);
+                    }
                     return;
                 }
                 Ok(Ok(accepted)) => accepted,
