@@ -70,8 +70,11 @@ pub mod refuse_reason {
 
 /// Why an ingest WebSocket connection ended (label `reason` of the closed counter).
 pub mod close_reason {
-    /// The agent closed the connection, or it broke.
+    /// The agent closed the connection.
     pub const PEER: &str = "peer";
+    /// The WebSocket failed: a message over the hard size cap, a protocol violation,
+    /// or a broken connection.
+    pub const ERROR: &str = "error";
     /// Nothing arrived for `server.idle_timeout_secs`.
     pub const IDLE: &str = "idle";
     /// The collector is shutting down.

@@ -172,4 +172,6 @@ async fn messages_over_the_size_limits_are_refused_over_tls() {
     let metrics = collector.self_metrics().await;
     let line = "monitoring_ingest_batches_rejected_total{reason=\"limit\"} 2";
     assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    let line = "monitoring_ingest_connections_closed_total{reason=\"error\"} 1";
+    assert!(metrics.contains(line), "{line} missing:\n{metrics}");
 }

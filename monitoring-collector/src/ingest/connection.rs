@@ -43,8 +43,11 @@ const POLICY_VIOLATION: u16 = 1008;
 /// How the reader loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
-    /// The agent closed the connection or it broke.
+    /// The agent closed the connection.
     Peer,
+    /// The WebSocket failed: a message over the hard size cap, a protocol violation,
+    /// or a broken connection.
+    Error,
     /// Nothing arrived for the idle timeout.
     Idle,
     /// The collector is shutting down.
@@ -55,6 +58,7 @@ impl End {
     fn label(self) -> &'static str {
         match self {
             End::Peer => close_reason::PEER,
+            End::Error => close_reason::ERROR,
             End::Idle => close_reason::IDLE,
             End::Shutdown => close_reason::SHUTDOWN,
         }
@@ -114,7 +118,7 @@ pub(super) async fn serve(
                     Some(Err(error)) => {
                         // Includes a message over the hard cap: not answerable, see mod.rs.
                         tracing::warn!(message = "Ingest connection failed.", %error);
-                        break End::Peer;
+                        break End::Error;
                     }
                     Some(Ok(message)) => message,
                 };
@@ -170,7 +174,7 @@ pub(super) async fn serve(
     };
 
     let unfinished = match end {
-        End::Peer | End::Idle => {
+        End::Peer | End::Error | End::Idle => {
             // Nobody is left to read the acks; queued batches still commit in the workers.
             let n = tasks.len();
             tasks.abort_all();
@@ -201,7 +205,7 @@ pub(super) async fn serve(
             )
             .into(),
         },
-        End::Peer | End::Shutdown => CloseFrame {
+        End::Peer | End::Error | End::Shutdown => CloseFrame {
             code: GOING_AWAY,
             reason: "collector closing the connection".into(),
         },
