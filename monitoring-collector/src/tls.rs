@@ -339,17 +339,8 @@ async fn accept_loop(
 ) {
     let pending = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
     loop {
-        let (stream, addr) = tokio::select! {
-            () = stop.cancelled() => return,
-            accepted = tcp.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Usually EMFILE: pause so as not to spin, as axum does.
-                    tracing::warn!(message = "Cannot accept a connection.", %error);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+        let Some((stream, addr)) = accept(&tcp, &stop).await else {
+            return;
         };
         let refuse = {
             let metrics = metrics.clone();
@@ -397,6 +388,26 @@ async fn accept_loop(
             // Closed only at shutdown; the connection is then dropped.
             drop(tx.send(accepted).await);
         });
+    }
+}
+
+/// The next TCP connection, or `None` once `stop` is cancelled. Accept errors
+/// (usually EMFILE) are logged and retried after a pause, so as not to spin.
+pub(crate) async fn accept(
+    tcp: &TcpListener,
+    stop: &CancellationToken,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return None,
+            accepted = tcp.accept() => match accepted {
+                Ok(accepted) => return Some(accepted),
+                Err(error) => {
+                    tracing::warn!(message = "Cannot accept a connection.", %error);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
     }
 }
 

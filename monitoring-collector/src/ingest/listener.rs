@@ -85,17 +85,8 @@ pub async fn serve(
     let pending = Arc::new(Semaphore::new(MAX_PENDING));
     let connections = TaskTracker::new();
     loop {
-        let (stream, addr) = tokio::select! {
-            () = shared.stop.cancelled() => break,
-            accepted = tcp.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Usually EMFILE: pause so as not to spin, as axum does.
-                    tracing::warn!(message = "Cannot accept a connection.", %error);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+        let Some((stream, addr)) = crate::tls::accept(&tcp, &shared.stop).await else {
+            break;
         };
         let deadline = Instant::now() + shared.timeout;
         let Ok(permit) = Arc::clone(&pending).try_acquire_owned() else {
