@@ -581,3 +581,40 @@ pub fn wait_for_all(collector: &Collector, expected: u64, timeout: Duration) -> 
         std::thread::sleep(Duration::from_secs(2));
     }
 }
+
+/// Sends SIGHUP (configuration reload) to a child.
+pub fn sighup(child: &Child) {
+    let pid = child.id() as libc::pid_t;
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(pid, libc::SIGHUP);
+    }
+}
+
+impl Agent {
+    /// Polls the agent's log until `needle` occurs in it `count` times; the log then.
+    /// Fails at the deadline, or when the agent exits.
+    pub fn wait_for_log(
+        &mut self,
+        needle: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.log();
+            if log.matches(needle).count() >= count {
+                return Ok(log);
+            }
+            if let Some(status) = self.child.try_wait()? {
+                bail!("agent exited with {status} waiting for {needle:?}; log:\n{log}");
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{needle:?} not {count} times in the agent log after {timeout:?}; log:\n{log}"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}

@@ -17,6 +17,10 @@
 //! transport delivers it and waits for acknowledgements until
 //! `[agent] shutdown_timeout_secs` after the signal; then the tailer writes its final
 //! checkpoints (which only cover acknowledged lines) and everything returns.
+//!
+//! Reload ([`run_reloadable`], SIGHUP in the binary): a new configuration
+//! reconfigures the running file source in place and restarts the host metrics
+//! source; the pipeline and the transport keep running (see [`crate::reload`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,11 +33,13 @@ use tracing::{error, info, warn};
 
 use crate::buffer::RingBuffer;
 use crate::buffer::disk::{self, SpoolOptions};
+use crate::collectors::logs::file::FileReloader;
 use crate::collectors::logs::{self, FileSourceError};
 use crate::collectors::metrics::host;
 use crate::config::AgentConfig;
 use crate::control::{self, ControlState};
 use crate::pipeline::{BatcherConfig, batcher};
+use crate::reload;
 use crate::telemetry::Telemetry;
 use crate::transport::{self, Endpoint, TransportConfig, TransportStatus};
 
@@ -101,6 +107,20 @@ pub async fn run_with(
     telemetry: Arc<Telemetry>,
     shutdown: CancellationToken,
 ) -> Result<(), AgentError> {
+    let (_, reloads) = mpsc::channel(1);
+    run_reloadable(config, telemetry, shutdown, reloads).await
+}
+
+/// [`run_with`], also applying every (valid) configuration received on `reloads`:
+/// what can change while running is applied, the rest keeps its running value and is
+/// named in a warning (see [`reload::diff`]).
+pub async fn run_reloadable(
+    config: AgentConfig,
+    telemetry: Arc<Telemetry>,
+    shutdown: CancellationToken,
+    reloads: mpsc::Receiver<AgentConfig>,
+) -> Result<(), AgentError> {
+    let mut reloads = Some(reloads);
     let agent_id = config.agent_id();
     let stream_id: u64 = rand::random();
     let buffer = RingBuffer::new(
@@ -214,29 +234,25 @@ pub async fn run_with(
 
     let stop_reading = CancellationToken::new();
     let stop_all = CancellationToken::new();
-    let mut files_task: Option<JoinHandle<Result<(), FileSourceError>>> =
-        Some(tokio::spawn(logs::file::run(
+    let spawn_files = |config: &AgentConfig| {
+        let (reloader, reloads) = FileReloader::channel();
+        let task = tokio::spawn(logs::file::run_reloadable(
             config.collectors.logs.clone(),
             config.state.dir.clone(),
             buffer.clone(),
             telemetry.files.clone(),
             stop_reading.clone(),
             stop_all.clone(),
-        )));
-    let host_task = config.collectors.metrics.enabled.then(|| {
-        let run = host::run(
-            config.collectors.metrics.clone(),
-            config.agent.tags.clone(),
-            buffer.clone(),
-            telemetry.host.clone(),
-            stop_reading.clone(),
-        );
-        tokio::spawn(async move {
-            if let Err(error) = run.await {
-                error!(message = "Host metrics source failed; the agent goes on without it.", %error);
-            }
-        })
-    });
+            reloads,
+        ));
+        (task, reloader)
+    };
+    let (task, mut files_reloader) = spawn_files(&config);
+    let mut files_task: Option<JoinHandle<Result<(), FileSourceError>>> = Some(task);
+    let spawn_host =
+        |config: &AgentConfig| HostSource::spawn(config, &buffer, &telemetry, &stop_reading);
+    let mut host_source = spawn_host(&config);
+    let mut running = config;
 
     // Run until told to stop, or until something fails that the agent cannot do without.
     let task_error = |task: &'static str, cause: Option<String>| AgentError::Task {
@@ -264,8 +280,33 @@ pub async fn run_with(
                 transport_task = None;
                 break Some(task_error("transport", r.err().map(|e| e.to_string())));
             }
+            new = recv_opt(&mut reloads) => {
+                let Some(new) = new else {
+                    reloads = None;
+                    continue;
+                };
+                let changes = reload::diff(&running, &new);
+                reload::log(&changes);
+                let merged = reload::merge(&running, &new);
+                if changes.logs() {
+                    let logs = merged.collectors.logs.clone();
+                    // A source disabled at start has returned: start one now.
+                    if files_task.is_none() || !files_reloader.reload(logs) {
+                        let (task, reloader) = spawn_files(&merged);
+                        files_task = Some(task);
+                        files_reloader = reloader;
+                    }
+                }
+                if changes.host_metrics() {
+                    host_source.stop().await;
+                    host_source = spawn_host(&merged);
+                }
+                running = merged;
+                reload::count(&telemetry, "ok");
+            }
         }
     };
+    let config = running;
     match &failure {
         None => info!(
             message = "Shutting down: sources stop, the rest is flushed and acknowledged.",
@@ -277,9 +318,7 @@ pub async fn run_with(
     // 1. Sources stop reading; the deadline for delivery starts now.
     drain.cancel();
     stop_reading.cancel();
-    if let Some(Err(error)) = join_if(host_task).await {
-        error!(message = "Host metrics task failed.", %error);
-    }
+    host_source.stop().await;
     // 2. Close the buffer: what is in it still goes out; a tailer send still waiting
     //    gets `Closed` and that line is read again next time (it was never acknowledged).
     buffer.close();
@@ -327,6 +366,55 @@ pub async fn run_with(
         );
     }
     failure.map_or(Ok(()), Err)
+}
+
+/// The host metrics source, stopped on its own token to restart it on reload.
+struct HostSource {
+    task: Option<JoinHandle<()>>,
+    stop: CancellationToken,
+}
+
+impl HostSource {
+    /// Starts sampling if `[collectors.metrics] enabled`; stops with `stop_reading`.
+    fn spawn(
+        config: &AgentConfig,
+        buffer: &RingBuffer,
+        telemetry: &Telemetry,
+        stop_reading: &CancellationToken,
+    ) -> HostSource {
+        let stop = stop_reading.child_token();
+        let task = config.collectors.metrics.enabled.then(|| {
+            let run = host::run(
+                config.collectors.metrics.clone(),
+                config.agent.tags.clone(),
+                buffer.clone(),
+                telemetry.host.clone(),
+                stop.clone(),
+            );
+            tokio::spawn(async move {
+                if let Err(error) = run.await {
+                    error!(message = "Host metrics source failed; the agent goes on without it.", %error);
+                }
+            })
+        });
+        HostSource { task, stop }
+    }
+
+    /// Stops sampling and waits for the task.
+    async fn stop(&mut self) {
+        self.stop.cancel();
+        if let Some(Err(error)) = join_if(self.task.take()).await {
+            error!(message = "Host metrics task failed.", %error);
+        }
+    }
+}
+
+/// Receives from an optional channel; pending forever when there is none.
+async fn recv_opt<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Awaits an optional task; `None` when there is none.

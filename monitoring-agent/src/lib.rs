@@ -10,7 +10,8 @@
 //! - [`state`]: checkpoints written atomically in `[state] dir`;
 //! - [`control`]: the agent's own `/health` and `/metrics`;
 //! - [`telemetry`]: the agent's internal metrics, defined in one place;
-//! - [`config`]: the TOML configuration.
+//! - [`config`]: the TOML configuration;
+//! - [`reload`]: what a new configuration changes on SIGHUP.
 //!
 //! Acknowledgements flow back from transport to the sources' [`pipeline::SourceProgress`]
 //! and are the only thing that does.
@@ -21,6 +22,7 @@ pub mod collectors;
 pub mod config;
 pub mod control;
 pub mod pipeline;
+pub mod reload;
 pub mod state;
 pub mod telemetry;
 pub mod transport;

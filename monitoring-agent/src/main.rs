@@ -1,15 +1,18 @@
 //! The `monitoring-agent` command: `run` (the default) and `check-config`.
 //!
 //! A thin layer over the library: parse the command line, set up logging, load the
-//! configuration, turn signals into a cancellation token, and map errors to exit codes
-//! in one place (0 success, 1 failure or invalid configuration).
+//! configuration, turn signals into a cancellation token (SIGTERM, ctrl-c) or a reload
+//! (SIGHUP, see `monitoring_agent::reload`), and map errors to exit codes in one place
+//! (0 success, 1 failure or invalid configuration).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use monitoring_agent::config;
+use monitoring_agent::telemetry::Telemetry;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
@@ -41,7 +44,8 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the agent until SIGTERM or ctrl-c (the default).
+    /// Run the agent until SIGTERM or ctrl-c (the default); SIGHUP reloads the
+    /// configuration.
     Run,
     /// Validate the configuration: print OK, or every problem as `file:line: key: message`.
     CheckConfig,
@@ -107,29 +111,32 @@ fn run(path: &Path) -> anyhow::Result<()> {
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         spawn_signal_handlers(shutdown.clone())?;
-        monitoring_agent::agent::run(config, shutdown).await?;
+        let telemetry = Arc::new(Telemetry::new());
+        let (reload_tx, reloads) = tokio::sync::mpsc::channel(1);
+        monitoring_agent::reload::watch_sighup(
+            path.to_path_buf(),
+            telemetry.clone(),
+            reload_tx,
+            shutdown.clone(),
+        )
+        .context("cannot install the SIGHUP handler")?;
+        monitoring_agent::agent::run_reloadable(config, telemetry, shutdown, reloads).await?;
         Ok(())
     })
 }
 
 /// SIGTERM and ctrl-c start a graceful shutdown; a second one exits at once (nothing
-/// acknowledged is lost: unacknowledged lines are read again next time). SIGHUP is
-/// caught so that it does not kill the agent; reloading comes later.
+/// acknowledged is lost: unacknowledged lines are read again next time).
 fn spawn_signal_handlers(shutdown: CancellationToken) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
-    let mut hup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
     tokio::spawn(async move {
         let mut signals = 0;
         loop {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
-                _ = hup.recv() => {
-                    warn!(message = "SIGHUP received; configuration reload is not supported yet, ignoring it.");
-                    continue;
-                }
             }
             signals += 1;
             if signals == 1 {

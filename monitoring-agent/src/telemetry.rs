@@ -207,6 +207,8 @@ pub struct Telemetry {
     pub spool: SpoolMetrics,
     /// The shared dropped-events counter.
     pub dropped: DroppedEvents,
+    /// Configuration reloads (SIGHUP), by `result` (`ok`, `error`).
+    pub config_reloads: Family<OneLabel, Counter>,
 }
 
 impl Default for Telemetry {
@@ -312,6 +314,18 @@ impl Telemetry {
         };
         spool.register(r);
 
+        let config_reloads = Family::<OneLabel, Counter>::default();
+        for result in ["ok", "error"] {
+            config_reloads
+                .get_or_create(&[("result", result)])
+                .inc_by(0);
+        }
+        r.register(
+            "monitoring_agent_config_reloads",
+            "Configuration reloads on SIGHUP, by result (error: the new file was rejected)",
+            config_reloads.clone(),
+        );
+
         Telemetry {
             registry,
             buffer,
@@ -321,6 +335,7 @@ impl Telemetry {
             files,
             spool,
             dropped,
+            config_reloads,
         }
     }
 
@@ -439,6 +454,7 @@ mod tests {
         assert!(text.contains("monitoring_agent_events_dropped_total{reason=\"spool_full\"} 0"));
         assert!(text.contains("monitoring_agent_spool_records_corrupt_total 0"));
         assert!(text.contains("monitoring_agent_spool_bytes 0"));
+        assert!(text.contains("monitoring_agent_config_reloads_total{result=\"error\"} 0"));
         // The buffer and the transport count into the same family.
         assert_eq!(t.dropped.get(DropReason::DropNewest), 3);
     }

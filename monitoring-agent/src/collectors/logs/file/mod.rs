@@ -38,7 +38,7 @@ use std::path::PathBuf;
 
 pub use config::{LogsConfig, ReadFrom};
 pub use metrics::FileMetrics;
-pub use run::run;
+pub use run::{FileReloader, run, run_reloadable};
 pub use tail::OFFSET_FIELD;
 
 /// Why the file source could not run.

@@ -4,17 +4,20 @@
 //! thread and hands each chunk's envelopes to the async pipeline in one `block_on`,
 //! racing `stop_reading`. It sleeps on a wake-up channel fed by file system
 //! notifications and by the stop tokens, with the poll, rescan and checkpoint
-//! intervals as timeouts.
+//! intervals as timeouts. A new `[collectors.logs]` table sent through a
+//! [`FileReloader`] is applied between two rounds, without reopening the files the
+//! new patterns still match.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, channel, sync_channel};
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{error, info};
 
 use super::checkpoints::Checkpoints;
 use super::config::LogsConfig;
@@ -28,6 +31,23 @@ use crate::pipeline::{Envelope, EventOutput};
 const MIN_EVENT_SCAN_GAP: Duration = Duration::from_millis(50);
 /// Least time between a read round that found nothing and the next.
 const MIN_IDLE_ROUND_GAP: Duration = Duration::from_millis(10);
+
+/// Sends new `[collectors.logs]` tables to a running file source.
+#[derive(Debug, Clone)]
+pub struct FileReloader(UnboundedSender<LogsConfig>);
+
+impl FileReloader {
+    /// A reloader and the receiving end to give to [`run_reloadable`].
+    pub fn channel() -> (FileReloader, UnboundedReceiver<LogsConfig>) {
+        let (tx, rx) = unbounded_channel();
+        (FileReloader(tx), rx)
+    }
+
+    /// Asks the source to apply `config`; false when it no longer runs.
+    pub fn reload(&self, config: LogsConfig) -> bool {
+        self.0.send(config).is_ok()
+    }
+}
 
 /// Tails the files `config` names into `output` until `stop_all`.
 ///
@@ -44,6 +64,31 @@ pub async fn run(
     metrics: Arc<FileMetrics>,
     stop_reading: CancellationToken,
     stop_all: CancellationToken,
+) -> Result<(), FileSourceError> {
+    let (_, reloads) = FileReloader::channel();
+    run_reloadable(
+        config,
+        state_dir,
+        output,
+        metrics,
+        stop_reading,
+        stop_all,
+        reloads,
+    )
+    .await
+}
+
+/// [`run`], also applying each configuration received on `reloads` (see
+/// `Server::reconfigure`). Disabling the source in a new configuration closes its
+/// files but keeps it checkpointing until `stop_all`.
+pub async fn run_reloadable(
+    config: LogsConfig,
+    state_dir: PathBuf,
+    output: impl EventOutput,
+    metrics: Arc<FileMetrics>,
+    stop_reading: CancellationToken,
+    stop_all: CancellationToken,
+    mut reloads: UnboundedReceiver<LogsConfig>,
 ) -> Result<(), FileSourceError> {
     if !config.enabled {
         info!(message = "File source disabled.");
@@ -74,16 +119,38 @@ pub async fn run(
         });
     }
 
+    // The loop reads new configurations between rounds; this wakes it for them.
+    let (reload_tx, reload_rx) = channel();
+    {
+        let (wake, done) = (wake_tx.clone(), done.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    config = reloads.recv() => match config {
+                        Some(config) => {
+                            if reload_tx.send(config).is_err() {
+                                break;
+                            }
+                            wake.try_send(()).ok();
+                        }
+                        None => break,
+                    },
+                    _ = done.cancelled() => break,
+                }
+            }
+        });
+    }
+
     let rescan = Arc::new(AtomicBool::new(false));
     let watcher = FsWatcher::start(
         discovery.watch_roots(),
-        wake_tx,
+        wake_tx.clone(),
         Arc::clone(&rescan),
         Arc::clone(&metrics),
     );
     info!(message = "File source started.", patterns = ?config.files, state_dir = %state_dir.display());
     let timers = Timers::from(&config);
-    let server = Server::new(config, discovery, checkpoints, metrics);
+    let server = Server::new(config, discovery, checkpoints, Arc::clone(&metrics));
     let sink = OutputSink {
         handle: Handle::current(),
         output,
@@ -94,6 +161,9 @@ pub async fn run(
         sink,
         watcher,
         wake: wake_rx,
+        wake_tx,
+        reloads: reload_rx,
+        metrics,
         rescan,
         read_stop,
         stop_all,
@@ -161,6 +231,10 @@ struct Loop<O> {
     sink: OutputSink<O>,
     watcher: Option<FsWatcher>,
     wake: Receiver<()>,
+    /// For the watcher of a new configuration.
+    wake_tx: SyncSender<()>,
+    reloads: Receiver<LogsConfig>,
+    metrics: Arc<FileMetrics>,
     rescan: Arc<AtomicBool>,
     read_stop: CancellationToken,
     stop_all: CancellationToken,
@@ -182,6 +256,10 @@ impl<O: EventOutput> Loop<O> {
             }
             let mut busy = false;
             if reading {
+                // Only the latest of several pending configurations matters.
+                if let Some(config) = self.reloads.try_iter().last() {
+                    self.reconfigure(config);
+                }
                 // A wake-up right after a round that found nothing (writes to other
                 // files in a watched directory) waits a little: bounded idle cost.
                 if let Some(idle) = last_idle_round {
@@ -238,5 +316,37 @@ impl<O: EventOutput> Loop<O> {
             }
         }
         self.server.checkpoint();
+    }
+
+    /// Applies a new configuration: patterns, watches, timers, then the open files.
+    fn reconfigure(&mut self, config: LogsConfig) {
+        // A disabled source matches nothing but keeps checkpointing what is in flight.
+        let none: &[String] = &[];
+        let (files, exclude) = if config.enabled {
+            (config.files.as_slice(), config.exclude.as_slice())
+        } else {
+            (none, none)
+        };
+        let discovery = match Discovery::new(files, exclude) {
+            Ok(discovery) => discovery,
+            Err(error) => {
+                // Validation compiles the patterns, so this is not expected.
+                error!(message = "New file patterns rejected; keeping the old ones.", %error);
+                return;
+            }
+        };
+        self.watcher = FsWatcher::start(
+            discovery.watch_roots(),
+            self.wake_tx.clone(),
+            Arc::clone(&self.rescan),
+            Arc::clone(&self.metrics),
+        );
+        self.timers = Timers::from(&config);
+        info!(
+            message = "File source reconfigured.",
+            enabled = config.enabled,
+            patterns = ?files,
+        );
+        self.server.reconfigure(config, discovery);
     }
 }

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::FileMetrics;
 use super::checkpoints::{Checkpoints, Known, now_ms};
@@ -85,17 +85,7 @@ impl Server {
         checkpoints: Checkpoints,
         metrics: Arc<FileMetrics>,
     ) -> Server {
-        // The patterns were validated with the configuration.
-        let multiline = Rule::new(&config.multiline).unwrap_or_else(|error| {
-            warn!(message = "Multiline pattern does not compile; lines are not merged.", %error);
-            None
-        });
-        let rules = LineRules {
-            max_line_bytes: config.max_line_bytes,
-            multiline,
-            partial_timeout: (config.partial_line_timeout_ms > 0)
-                .then(|| Duration::from_millis(config.partial_line_timeout_ms)),
-        };
+        let rules = line_rules(&config);
         Server {
             config,
             rules,
@@ -115,6 +105,44 @@ impl Server {
             batch: Vec::new(),
             keys: Vec::new(),
         }
+    }
+
+    /// Applies a new `[collectors.logs]` table (with the same `fingerprint_bytes`:
+    /// every known content is keyed by it). Open files the new patterns still match
+    /// keep their tail and position; the others are closed at once, keeping their
+    /// content's record, whose progress the acknowledgements of their lines still in
+    /// flight keep advancing: nothing is lost, and a file matched again later resumes
+    /// where it stopped. Line rules apply to files opened from now on; an open file
+    /// keeps the ones it was opened with, as its partial line was split by them.
+    pub fn reconfigure(&mut self, config: LogsConfig, discovery: Discovery) {
+        let matched: HashSet<(u64, u64)> = discovery
+            .scan()
+            .into_iter()
+            .map(|c| (c.dev, c.ino))
+            .collect();
+        // A file already rotated away is read to its end as before.
+        let unmatched: Vec<Key> = self
+            .tails
+            .iter()
+            .filter(|(_, t)| t.rotated_since.is_none() && !matched.contains(&(t.dev, t.ino)))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in unmatched {
+            if let Some(tail) = self.tails.remove(&key) {
+                info!(
+                    message = "File no longer matched by the patterns; closed.",
+                    path = %tail.path.display(),
+                    read_to = tail.emitted,
+                );
+                self.checkpoints.insert(key, tail.into_known(now_ms()));
+            }
+        }
+        self.rules = line_rules(&config);
+        self.config = config;
+        self.discovery = discovery;
+        self.failed_paths.clear();
+        self.rescan_requested = true;
+        self.update_gauges();
     }
 
     /// Matches the patterns again and reconciles the open files with what is there.
@@ -277,5 +305,20 @@ impl Server {
             .count();
         self.metrics.files_rotated_open.set(gauge(rotated));
         self.metrics.files_waiting.set(gauge(self.waiting));
+    }
+}
+
+/// How lines are split and merged under `config`.
+fn line_rules(config: &LogsConfig) -> LineRules {
+    // The patterns were validated with the configuration.
+    let multiline = Rule::new(&config.multiline).unwrap_or_else(|error| {
+        warn!(message = "Multiline pattern does not compile; lines are not merged.", %error);
+        None
+    });
+    LineRules {
+        max_line_bytes: config.max_line_bytes,
+        multiline,
+        partial_timeout: (config.partial_line_timeout_ms > 0)
+            .then(|| Duration::from_millis(config.partial_line_timeout_ms)),
     }
 }

@@ -18,6 +18,7 @@ use super::*;
 use crate::pipeline::Envelope;
 
 mod multiline;
+mod reload;
 mod rotation;
 
 /// One line as received.
