@@ -180,3 +180,56 @@ fn collector_down_agent_sigkilled_every_spooled_line_arrives() {
             && metric(a, "monitoring_agent_spool_records").unwrap_or(1.0) == 0.0
     });
 }
+
+#[test]
+fn sigterm_with_the_collector_down_exits_promptly_and_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let logs = dir.join("logs");
+    let spool = dir.join("spool");
+    std::fs::create_dir_all(&logs).unwrap();
+    let mut collector = Collector::start(dir).unwrap();
+    let endpoint = collector.endpoint();
+    collector.kill();
+    let opts = AgentOptions {
+        files: vec![format!("{}/app.log", logs.display())],
+        extra: format!("[buffer.disk]\npath = \"{}\"\n", spool.display()),
+        ..AgentOptions::default()
+    };
+    let mut agent = Agent::start(dir, "stopper", &endpoint, &opts).unwrap();
+    let corpus = loghub_lines();
+    let total: u64 = 5_000;
+    let mut w = LineWriter::open(&logs.join("app.log")).unwrap();
+    w.write_lines((0..total).map(|n| numbered_line(&corpus, n)))
+        .unwrap();
+    let state = dir.join("state-stopper");
+    let len = std::fs::metadata(logs.join("app.log")).unwrap().len();
+    wait_until(&agent, "everything to be spooled", DEADLINE, |_| {
+        checkpoint_offset(&state) == Some(len)
+    });
+
+    // Everything is on disk: the agent has nothing to wait for but acknowledgements
+    // that cannot come, so it must not sit out its 10 s shutdown timeout.
+    let started = Instant::now();
+    monitoring_e2e::sigterm(&agent.child);
+    let status = agent.child.wait().unwrap();
+    let took = started.elapsed();
+    assert!(status.success(), "{status:?}\n{}", agent.log());
+    assert!(took < Duration::from_secs(6), "SIGTERM took {took:?}");
+
+    agent.restart().unwrap();
+    collector.restart().unwrap();
+    let t = wait_for_all(&collector, total, DEADLINE).unwrap();
+    println!(
+        "spool shutdown: took {took:?}, expected {} missing {} duplicates {}",
+        t.expected,
+        t.missing.len(),
+        t.duplicates
+    );
+    assert!(
+        t.missing.is_empty(),
+        "lost {:?}\n{}",
+        t.missing,
+        agent.log()
+    );
+}

@@ -43,6 +43,10 @@ use crate::reload;
 use crate::telemetry::Telemetry;
 use crate::transport::{self, Endpoint, TransportConfig, TransportStatus};
 
+/// With a disk spool, how long a shutdown waits at most for the acknowledgements of
+/// batches in flight (they stay in the spool either way).
+const SPOOLED_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 /// Batches between batcher and transport: enough to keep the socket busy while the
 /// next batch is built, few enough that backpressure reaches the buffer at once.
 const BATCH_CHANNEL: usize = 2;
@@ -224,7 +228,14 @@ pub async fn run_reloadable(
                 tls: config.collector.tls.clone(),
             },
             max_in_flight: config.collector.max_in_flight,
-            shutdown_timeout: config.shutdown_timeout(),
+            // With a spool, everything unacknowledged is already safe on disk and is
+            // sent after a restart: waiting for acknowledgements only saves
+            // duplicates, so it is kept short (a dead collector must not hold the
+            // shutdown for the whole timeout).
+            shutdown_timeout: match spool_tasks {
+                Some(_) => config.shutdown_timeout().min(SPOOLED_SHUTDOWN_GRACE),
+                None => config.shutdown_timeout(),
+            },
         },
         batch_rx,
         drain.clone(),
