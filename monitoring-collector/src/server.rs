@@ -219,21 +219,22 @@ impl Server {
                 stop.clone(),
             ));
         let api_scheme = if api_tls.is_some() { "https" } else { "http" };
+        // Bounds the TLS handshake and each request's headers (slowloris).
+        let header_timeout = Duration::from_secs(config.server.handshake_timeout_secs);
         let mut api_server: JoinHandle<std::io::Result<()>> = match api_tls {
             Some(tls) => {
-                let timeout = Duration::from_secs(config.server.handshake_timeout_secs);
                 // Refusals are not counted: the metric is about agents.
-                let listener = TlsListener::new(api_listener, tls, timeout, None, &stop).map_err(
-                    |source| RunError::Serve {
+                let listener = TlsListener::new(api_listener, tls, header_timeout, None, &stop)
+                    .map_err(|source| RunError::Serve {
                         what: "API",
                         source,
-                    },
-                )?;
-                tokio::spawn(
-                    axum::serve(listener, api_app)
-                        .with_graceful_shutdown(stop.clone().cancelled_owned())
-                        .into_future(),
-                )
+                    })?;
+                tokio::spawn(api::serve::serve(
+                    listener,
+                    api_app,
+                    header_timeout,
+                    stop.clone(),
+                ))
             }
             None => {
                 if !api_addr.ip().is_loopback() {
@@ -242,11 +243,12 @@ impl Server {
                         addr = %api_addr
                     );
                 }
-                tokio::spawn(
-                    axum::serve(api_listener, api_app)
-                        .with_graceful_shutdown(stop.clone().cancelled_owned())
-                        .into_future(),
-                )
+                tokio::spawn(api::serve::serve(
+                    api_listener,
+                    api_app,
+                    header_timeout,
+                    stop.clone(),
+                ))
             }
         };
         tracker.spawn(retention::run(

@@ -293,3 +293,32 @@ async fn every_response_carries_security_headers_and_no_cors() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_client_that_drips_its_request_headers_is_dropped_at_the_deadline() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let collector = Collector::start_with("handshake_timeout_secs = 2", "").await;
+    let started = std::time::Instant::now();
+    let mut slow = tokio::net::TcpStream::connect(collector.api).await.unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    // Meanwhile the API answers others.
+    let (status, _) = collector.get("/health").await;
+    assert_eq!(status, 200);
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        slow.read_to_end(&mut buf),
+    )
+    .await
+    .expect("connection still open 10 s after its deadline");
+    let waited = started.elapsed();
+    // An end of file or a reset: either way the server closed it.
+    drop(read);
+    assert!(!buf.starts_with(b"HTTP/1.1 200"), "{buf:?}");
+    assert!(
+        waited >= std::time::Duration::from_millis(1900),
+        "dropped after {waited:?}, before the deadline"
+    );
+}

@@ -18,6 +18,7 @@ mod logs;
 mod metrics;
 mod openapi;
 mod params;
+pub mod serve;
 pub mod time;
 
 use std::net::SocketAddr;
