@@ -618,3 +618,160 @@ impl Agent {
         }
     }
 }
+
+/// The sum of every sample of the metric `name` (all label sets; a counter's
+/// `_total` suffix is added when `name` lacks it) in the agent's `/metrics`; `None`
+/// when the control server does not answer or has no such metric.
+pub fn agent_metric(agent: &Agent, name: &str) -> Option<f64> {
+    let url = format!("http://127.0.0.1:{}/metrics", agent.control_port);
+    let (status, body) = blocking_get(&url).ok()?;
+    if status != 200 {
+        return None;
+    }
+    let total = format!("{name}_total");
+    let mut found = None;
+    for line in body.lines() {
+        let Some(rest) = line
+            .strip_prefix(total.as_str())
+            .or_else(|| line.strip_prefix(name))
+        else {
+            continue;
+        };
+        if !(rest.starts_with(' ') || rest.starts_with('{')) {
+            continue;
+        }
+        let value: f64 = rest.rsplit(' ').next()?.parse().ok()?;
+        *found.get_or_insert(0.0) += value;
+    }
+    found
+}
+
+/// Polls `check` every 50 ms until it holds; an error naming `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// What a [`ContinuousWriter`] writes to, shared with the test so that it can rotate
+/// between two chunks (holding the lock pauses the writer).
+pub struct WriterState {
+    /// The file written now (`None`: closed, nothing is written until reopened).
+    writer: Option<LineWriter>,
+    /// The path written to.
+    pub path: PathBuf,
+    /// The sequence number of the next line; also the number of lines written.
+    pub next_seq: u64,
+    /// Bytes written so far, to all files.
+    pub bytes: u64,
+    corpus: std::sync::Arc<Vec<String>>,
+}
+
+impl WriterState {
+    /// Opens `path` (created if missing) and writes there from now on.
+    pub fn switch_to(&mut self, path: &Path) -> Result<()> {
+        self.writer = Some(LineWriter::open(path)?);
+        self.path = path.to_path_buf();
+        Ok(())
+    }
+
+    /// Opens the current path again (after it was renamed away or deleted).
+    pub fn reopen(&mut self) -> Result<()> {
+        let path = self.path.clone();
+        self.switch_to(&path)
+    }
+
+    /// Closes the file: nothing is written until [`WriterState::reopen`].
+    pub fn close(&mut self) {
+        self.writer = None;
+    }
+
+    /// Writes the next `n` numbered lines (nothing while closed).
+    pub fn write_chunk(&mut self, n: u64) -> Result<()> {
+        let Some(w) = self.writer.as_mut() else {
+            return Ok(());
+        };
+        let lines: Vec<String> = (self.next_seq..self.next_seq + n)
+            .map(|s| numbered_line(&self.corpus, s))
+            .collect();
+        let bytes: u64 = lines.iter().map(|l| l.len() as u64 + 1).sum();
+        w.write_lines(lines.into_iter())?;
+        self.next_seq += n;
+        self.bytes += bytes;
+        Ok(())
+    }
+}
+
+/// A thread appending numbered lines (from the loghub corpus) to a file, a chunk
+/// every tick, until [`ContinuousWriter::finish`]: the load a rotation happens under.
+pub struct ContinuousWriter {
+    state: std::sync::Arc<std::sync::Mutex<WriterState>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Result<()>>>,
+}
+
+impl ContinuousWriter {
+    /// Starts writing `lines_per_tick` lines to `path` every `tick`.
+    pub fn start(
+        path: &Path,
+        corpus: std::sync::Arc<Vec<String>>,
+        lines_per_tick: u64,
+        tick: Duration,
+    ) -> Result<ContinuousWriter> {
+        let state = std::sync::Arc::new(std::sync::Mutex::new(WriterState {
+            writer: Some(LineWriter::open(path)?),
+            path: path.to_path_buf(),
+            next_seq: 0,
+            bytes: 0,
+            corpus,
+        }));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let (state, stop) = (state.clone(), stop.clone());
+            std::thread::spawn(move || -> Result<()> {
+                while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                    lock(&state).write_chunk(lines_per_tick)?;
+                    std::thread::sleep(tick);
+                }
+                Ok(())
+            })
+        };
+        Ok(ContinuousWriter {
+            state,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The writer's state; writing pauses while the guard is held.
+    pub fn pause(&self) -> std::sync::MutexGuard<'_, WriterState> {
+        lock(&self.state)
+    }
+
+    /// Stops the thread; the number of lines and of bytes written.
+    pub fn finish(mut self) -> Result<(u64, u64)> {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.join()
+                .map_err(|_| anyhow::anyhow!("writer thread panicked"))??;
+        }
+        let s = lock(&self.state);
+        Ok((s.next_seq, s.bytes))
+    }
+}
+
+impl Drop for ContinuousWriter {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// Locks `m`, ignoring poisoning (a failed test already reported it).
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
