@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use monitoring_common::event::{Fields, Labels, LogEvent};
+use monitoring_common::event::{Fields, Labels, LogEvent, now_ns};
 use monitoring_common::{Event, EventKind, Value};
 
 use super::FileMetrics;
@@ -288,7 +288,7 @@ impl Tail {
     /// is handed out before the file is read again.
     fn truncated(&mut self, cx: &mut ReadContext<'_>, out: &mut dyn Deliver) -> io::Result<Poll> {
         if let Some(merged) = self.merger.as_mut().and_then(Merger::take) {
-            self.push_event(merged, cx.batch);
+            self.push_event(merged, now_ns(), cx.batch);
             if let Err(stopped) = self.deliver(cx, out) {
                 return Ok(Poll::Stopped(stopped));
             }
@@ -301,7 +301,7 @@ impl Tail {
     fn idle(&mut self, cx: &mut ReadContext<'_>, out: &mut dyn Deliver) -> io::Result<Poll> {
         let now = Instant::now();
         if let Some(merged) = self.merger.as_mut().and_then(|m| m.due(now)) {
-            self.push_event(merged, cx.batch);
+            self.push_event(merged, now_ns(), cx.batch);
         }
         let partial_due = self
             .partial_timeout
@@ -319,10 +319,10 @@ impl Tail {
             for (text, start, end, truncated) in lines {
                 cx.metrics.partial_lines.inc();
                 cx.metrics.lines_truncated.inc_by(u64::from(truncated));
-                self.push_line(text, start, end, now, cx.batch);
+                self.push_line(text, start, end, (now, now_ns()), cx.batch);
                 // Nothing follows it to close a merged event.
                 if let Some(merged) = self.merger.as_mut().and_then(Merger::take) {
-                    self.push_event(merged, cx.batch);
+                    self.push_event(merged, now_ns(), cx.batch);
                 }
             }
         }
@@ -333,7 +333,8 @@ impl Tail {
     }
 
     fn split_into(&mut self, chunk: &[u8], batch: &mut Vec<Envelope>, metrics: &FileMetrics) {
-        let now = Instant::now();
+        // One read time for the whole chunk: the clock is not read per line.
+        let at = (Instant::now(), now_ns());
         let mut truncated = 0;
         let mut lines = std::mem::take(&mut self.line_scratch);
         self.splitter.feed(chunk, |line| {
@@ -345,7 +346,7 @@ impl Tail {
             ));
         });
         for (text, start, end) in lines.drain(..) {
-            self.push_line(text, start, end, now, batch);
+            self.push_line(text, start, end, at, batch);
         }
         self.line_scratch = lines;
         if truncated > 0 {
@@ -359,23 +360,36 @@ impl Tail {
         text: String,
         start: u64,
         end: u64,
-        now: Instant,
+        at: (Instant, i64),
         batch: &mut Vec<Envelope>,
     ) {
         let Some(merger) = self.merger.as_mut() else {
-            self.push_envelope(text, start, end, batch);
+            self.push_envelope(text, start, end, at.1, batch);
             return;
         };
-        if let Some(merged) = merger.push(&text, start, end, now) {
-            self.push_event(merged, batch);
+        if let Some(merged) = merger.push(&text, start, end, at.0) {
+            self.push_event(merged, at.1, batch);
         }
     }
 
-    fn push_event(&self, merged: Merged, batch: &mut Vec<Envelope>) {
-        self.push_envelope(merged.message, merged.start, merged.end, batch);
+    fn push_event(&self, merged: Merged, timestamp_ns: i64, batch: &mut Vec<Envelope>) {
+        self.push_envelope(
+            merged.message,
+            merged.start,
+            merged.end,
+            timestamp_ns,
+            batch,
+        );
     }
 
-    fn push_envelope(&self, message: String, start: u64, end: u64, batch: &mut Vec<Envelope>) {
+    fn push_envelope(
+        &self,
+        message: String,
+        start: u64,
+        end: u64,
+        timestamp_ns: i64,
+        batch: &mut Vec<Envelope>,
+    ) {
         let mut fields = Fields::new();
         fields.insert(
             OFFSET_FIELD.to_string(),
@@ -383,7 +397,7 @@ impl Tail {
         );
         batch.push(Envelope {
             event: Event {
-                timestamp_ns: monitoring_common::event::now_ns(),
+                timestamp_ns,
                 source: self.source.clone(),
                 labels: Labels::new(),
                 kind: EventKind::Log(LogEvent {
