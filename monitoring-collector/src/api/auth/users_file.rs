@@ -22,9 +22,9 @@
 //! hashes and tokens are SHA-256 digests.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use monitoring_common::atomic_file::{Access, AtomicWriteError, write_atomic_with};
 use serde::{Deserialize, Serialize};
 
 use super::Role;
@@ -225,9 +225,17 @@ impl UsersFile {
             path: path.to_owned(),
             message,
         })?;
-        write_atomic(path, text.as_bytes()).map_err(|source| UsersFileError::Write {
+        let write_error = |source| UsersFileError::Write {
             path: path.to_owned(),
             source,
+        };
+        std::fs::create_dir_all(parent(path)).map_err(write_error)?;
+        write_atomic_with(path, text.as_bytes(), Access::Private).map_err(|error| match error {
+            AtomicWriteError::Io { step, source, .. } => write_error(std::io::Error::new(
+                source.kind(),
+                format!("{step}: {source}"),
+            )),
+            AtomicWriteError::BadPath { .. } => write_error(std::io::Error::other(error)),
         })
     }
 }
@@ -271,35 +279,6 @@ fn private_options() -> OpenOptions {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options
-}
-
-/// Writes a temporary file beside `path`, syncs it, renames it over `path` and syncs
-/// the directory, so that `path` is always either the old or the new content.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = parent(path);
-    std::fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("the path has no file name"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut file = private_options().write(true).truncate(true).open(&tmp)?;
-        // A stale temporary file keeps its old mode; the new content must not.
-        #[cfg(unix)]
-        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        drop(std::fs::remove_file(&tmp));
-    }
-    result
 }
 
 /// Unix seconds as `2025-01-02T03:04:05Z`.
