@@ -32,5 +32,6 @@ pub mod server;
 pub mod storage;
 pub mod telemetry;
 pub mod tls;
+pub mod watched_file;
 
 pub use server::{RunError, Server, run};

@@ -1,21 +1,15 @@
 //! The `jti` deny-list (`auth.deny_list`): revoked token ids, one per line, `#`
 //! comments, reloaded without restart.
 //!
-//! The file is checked lazily, when a token is verified and at most once every
-//! [`CHECK_INTERVAL`]: a `stat` of a small local file on a connection attempt costs
-//! less than a background task, and revocation then takes effect for the next
-//! connection within that interval. It is re-read only when its modification time or
-//! length changed. A missing file is an empty list (with a warning: the operator may
-//! have mistyped the path); a malformed file keeps the previous list (with an error),
-//! so that a half-written edit never un-revokes tokens.
+//! Re-read as a [`WatchedFile`]: revocation takes effect for the next connection
+//! within ~2 s; a missing file is an empty list (with a warning: the operator may have
+//! mistyped the path); a malformed file keeps the previous list, so that a
+//! half-written edit never un-revokes tokens.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::path::Path;
 
-/// How often the file's metadata is looked at, at most.
-pub const CHECK_INTERVAL: Duration = Duration::from_secs(2);
+use crate::watched_file::{FileKind, WatchedFile};
 
 /// Longest `jti` accepted in the file.
 const MAX_JTI_LEN: usize = 256;
@@ -23,84 +17,30 @@ const MAX_JTI_LEN: usize = 256;
 /// The deny-list file and the ids last read from it.
 #[derive(Debug)]
 pub struct DenyList {
-    path: PathBuf,
-    state: Mutex<State>,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    checked: Option<Instant>,
-    /// Modification time and length of the file last looked at; `None` if missing.
-    seen: Option<(SystemTime, u64)>,
-    missing_reported: bool,
-    ids: Arc<HashSet<String>>,
+    file: WatchedFile<HashSet<String>>,
 }
 
 impl DenyList {
     /// Opens `path` and reads it once now.
     pub fn open(path: &Path) -> DenyList {
-        let list = DenyList {
-            path: path.to_owned(),
-            state: Mutex::new(State::default()),
+        let kind = FileKind {
+            name: "token deny-list",
+            when_missing: "Token deny-list file does not exist; no token is revoked.",
+            load: |path| {
+                std::fs::read(path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|bytes| parse(&bytes))
+            },
+            summary: |ids| format!("{} revoked token ids", ids.len()),
         };
-        list.refresh(Instant::now(), true);
-        list
+        DenyList {
+            file: WatchedFile::open(path, kind),
+        }
     }
 
     /// Whether `jti` is revoked, after re-reading the file if it is due and changed.
     pub fn contains(&self, jti: &str) -> bool {
-        self.refresh(Instant::now(), false).contains(jti)
-    }
-
-    fn refresh(&self, now: Instant, force: bool) -> Arc<HashSet<String>> {
-        // Held across a small synchronous read, never across an await.
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let due = force
-            || state
-                .checked
-                .is_none_or(|at| now.duration_since(at) >= CHECK_INTERVAL);
-        if !due {
-            return Arc::clone(&state.ids);
-        }
-        state.checked = Some(now);
-        let seen = match std::fs::metadata(&self.path) {
-            Ok(meta) => Some((
-                meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                meta.len(),
-            )),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
-            Err(error) => {
-                tracing::error!(message = "Cannot read the token deny-list; keeping the previous one.", path = %self.path.display(), %error);
-                return Arc::clone(&state.ids);
-            }
-        };
-        if seen.is_none() {
-            if !state.missing_reported {
-                tracing::warn!(message = "Token deny-list file does not exist; no token is revoked.", path = %self.path.display());
-                state.missing_reported = true;
-            }
-            state.seen = None;
-            state.ids = Arc::new(HashSet::new());
-            return Arc::clone(&state.ids);
-        }
-        state.missing_reported = false;
-        if seen == state.seen && !force {
-            return Arc::clone(&state.ids);
-        }
-        state.seen = seen;
-        match std::fs::read(&self.path)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| parse(&bytes))
-        {
-            Ok(ids) => {
-                tracing::info!(message = "Loaded the token deny-list.", path = %self.path.display(), revoked = ids.len());
-                state.ids = Arc::new(ids);
-            }
-            Err(error) => {
-                tracing::error!(message = "Token deny-list is malformed; keeping the previous one.", path = %self.path.display(), %error, kept = state.ids.len());
-            }
-        }
-        Arc::clone(&state.ids)
+        self.file.current().contains(jti)
     }
 }
 
@@ -126,7 +66,10 @@ fn parse(bytes: &[u8]) -> Result<HashSet<String>, String> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
+    use crate::watched_file::CHECK_INTERVAL;
 
     #[test]
     fn parses_ids_and_comments() {
@@ -145,17 +88,21 @@ mod tests {
         assert!(!list.contains("a"), "a missing file revokes nothing");
         std::fs::write(&path, "a\n").unwrap();
         let later = Instant::now() + CHECK_INTERVAL;
-        assert!(list.refresh(later, false).contains("a"));
+        assert!(list.file.refresh(later, false).contains("a"));
         std::fs::write(&path, "a\nb c d\n").unwrap();
-        let ids = list.refresh(later + CHECK_INTERVAL, false);
+        let ids = list.file.refresh(later + CHECK_INTERVAL, false);
         assert!(
             ids.contains("a"),
             "a malformed file keeps the previous list"
         );
         std::fs::write(&path, "b\n# a is back\n").unwrap();
-        let ids = list.refresh(later + CHECK_INTERVAL * 2, false);
+        let ids = list.file.refresh(later + CHECK_INTERVAL * 2, false);
         assert!(ids.contains("b") && !ids.contains("a"));
         std::fs::remove_file(&path).unwrap();
-        assert!(list.refresh(later + CHECK_INTERVAL * 3, false).is_empty());
+        assert!(
+            list.file
+                .refresh(later + CHECK_INTERVAL * 3, false)
+                .is_empty()
+        );
     }
 }
