@@ -2,8 +2,10 @@
 //!
 //! - [`host`]: this machine's CPU, memory, disks, network, load and inventory, via
 //!   sysinfo.
+//! - [`prometheus`]: samples scraped from Prometheus exporters.
 
 pub mod host;
+pub mod prometheus;
 
 use monitoring_common::config::Problem;
 use serde::{Deserialize, Serialize};
