@@ -10,6 +10,8 @@ pub mod prometheus;
 use monitoring_common::config::Problem;
 use serde::{Deserialize, Serialize};
 
+use self::prometheus::ScrapeConfig;
+
 /// Longest accepted sampling interval: a day.
 const MAX_INTERVAL_SECS: u64 = 86_400;
 
@@ -21,6 +23,9 @@ pub struct MetricsConfig {
     pub enabled: bool,
     /// Seconds between two host metric samples. Default `10`.
     pub system_interval_secs: u64,
+    /// Prometheus endpoints to scrape (`[[collectors.metrics.prometheus]]`), whether
+    /// or not host metrics are enabled. Default none.
+    pub prometheus: Vec<ScrapeConfig>,
 }
 
 impl Default for MetricsConfig {
@@ -28,6 +33,7 @@ impl Default for MetricsConfig {
         MetricsConfig {
             enabled: true,
             system_interval_secs: 10,
+            prometheus: Vec::new(),
         }
     }
 }
@@ -41,6 +47,17 @@ impl MetricsConfig {
                 "collectors.metrics.system_interval_secs",
                 format!("must be between 1 and {MAX_INTERVAL_SECS} seconds"),
             ));
+        }
+        let mut urls = std::collections::HashSet::new();
+        for (i, target) in self.prometheus.iter().enumerate() {
+            let prefix = format!("collectors.metrics.prometheus[{i}]");
+            problems.extend(target.validate(&prefix));
+            if !urls.insert(target.url.as_str()) {
+                problems.push(Problem::new(
+                    format!("{prefix}.url"),
+                    "is listed twice: every target is scraped once",
+                ));
+            }
         }
         problems
     }
@@ -59,12 +76,29 @@ mod tests {
         assert!(c.validate().is_empty());
         let zero = MetricsConfig {
             system_interval_secs: 0,
-            ..c
+            ..c.clone()
         };
         assert_eq!(
             zero.validate()[0].key,
             "collectors.metrics.system_interval_secs"
         );
         assert!(toml::from_str::<MetricsConfig>("interval = 3").is_err());
+    }
+
+    #[test]
+    fn scrape_targets_are_validated_with_their_index() {
+        let c: MetricsConfig = toml::from_str(
+            "[[prometheus]]\nurl = \"http://a:9100/metrics\"\n\
+             [[prometheus]]\nurl = \"http://a:9100/metrics\"\ninterval_secs = 0\n",
+        )
+        .unwrap();
+        let keys: Vec<String> = c.validate().into_iter().map(|p| p.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "collectors.metrics.prometheus[1].interval_secs",
+                "collectors.metrics.prometheus[1].url"
+            ]
+        );
     }
 }
