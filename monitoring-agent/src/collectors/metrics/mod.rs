@@ -15,6 +15,9 @@ use self::prometheus::ScrapeConfig;
 /// Longest accepted sampling interval: a day.
 const MAX_INTERVAL_SECS: u64 = 86_400;
 
+/// Most top processes reported: each is a series per rank.
+const MAX_TOP_PROCESSES: usize = 100;
+
 /// Configuration of the metric sources (`[collectors.metrics]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -23,6 +26,10 @@ pub struct MetricsConfig {
     pub enabled: bool,
     /// Seconds between two host metric samples. Default `10`.
     pub system_interval_secs: u64,
+    /// How many of the busiest processes, by CPU and by memory, each sample reports
+    /// (`host_process_top_cpu_percent`, `host_process_top_memory_bytes`); 0 turns
+    /// the process table off. Default `5`.
+    pub top_processes: usize,
     /// Prometheus endpoints to scrape (`[[collectors.metrics.prometheus]]`), whether
     /// or not host metrics are enabled. Default none.
     pub prometheus: Vec<ScrapeConfig>,
@@ -33,6 +40,7 @@ impl Default for MetricsConfig {
         MetricsConfig {
             enabled: true,
             system_interval_secs: 10,
+            top_processes: 5,
             prometheus: Vec::new(),
         }
     }
@@ -46,6 +54,12 @@ impl MetricsConfig {
             problems.push(Problem::new(
                 "collectors.metrics.system_interval_secs",
                 format!("must be between 1 and {MAX_INTERVAL_SECS} seconds"),
+            ));
+        }
+        if self.top_processes > MAX_TOP_PROCESSES {
+            problems.push(Problem::new(
+                "collectors.metrics.top_processes",
+                format!("must be at most {MAX_TOP_PROCESSES}"),
             ));
         }
         let mut urls = std::collections::HashSet::new();

@@ -13,6 +13,11 @@
 //! then one every interval. Sampling runs on the blocking pool because it reads
 //! `/proc` and calls `statvfs`.
 
+mod processes;
+#[cfg(target_os = "linux")]
+mod procfs;
+#[cfg(all(test, target_os = "linux"))]
+mod procfs_tests;
 mod sample;
 
 use std::time::Duration;
@@ -51,7 +56,8 @@ pub async fn run(
     metrics: HostMetrics,
     stop: CancellationToken,
 ) -> Result<(), HostSourceError> {
-    let mut sampler = tokio::task::spawn_blocking(move || HostSampler::new(tags)).await??;
+    let mut sampler =
+        tokio::task::spawn_blocking(move || HostSampler::new(tags, config.top_processes)).await??;
     let period = Duration::from_secs(config.system_interval_secs.max(1));
     info!(
         message = "Host metrics source started.",

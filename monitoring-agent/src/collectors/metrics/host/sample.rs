@@ -71,6 +71,10 @@ pub struct HostSampler {
     previous_at: Instant,
     tags: Labels,
     info: Labels,
+    /// How many top processes by CPU and by memory to report (0: none).
+    top_processes: usize,
+    #[cfg(target_os = "linux")]
+    procfs: super::procfs::ProcSampler,
 }
 
 impl std::fmt::Debug for HostSampler {
@@ -82,9 +86,10 @@ impl std::fmt::Debug for HostSampler {
 }
 
 impl HostSampler {
-    /// A sampler that adds `tags` to every event. Takes the first CPU and network
-    /// readings, so the first [`HostSampler::sample`] has rates.
-    pub fn new(tags: Labels) -> Result<HostSampler, HostError> {
+    /// A sampler that adds `tags` to every event and reports the `top_processes`
+    /// busiest processes. Takes the first CPU, disk and network readings, so the
+    /// first [`HostSampler::sample`] has rates.
+    pub fn new(tags: Labels, top_processes: usize) -> Result<HostSampler, HostError> {
         let err = |what| move |source| HostError { what, source };
         let mut system = System::new().map_err(err("system"))?;
         system.refresh_cpu_usage();
@@ -108,6 +113,9 @@ impl HostSampler {
             previous_at: Instant::now(),
             tags,
             info,
+            top_processes,
+            #[cfg(target_os = "linux")]
+            procfs: super::procfs::ProcSampler::new(),
         })
     }
 
@@ -176,9 +184,21 @@ impl HostSampler {
         if let Ok(uptime) = System::uptime() {
             out.push("host_uptime_seconds", &[], uptime as f64);
         }
-        if let Some(n) = self.process_count() {
+        let processes = if self.top_processes > 0 {
+            Some(super::processes::sample_top(
+                &mut self.system,
+                self.top_processes,
+                &mut out,
+            ))
+            .filter(|&n| n > 0)
+        } else {
+            self.process_count()
+        };
+        if let Some(n) = processes {
             out.push("host_processes", &[], n as f64);
         }
+        #[cfg(target_os = "linux")]
+        self.procfs.sample(&mut out);
         out.events
     }
 
@@ -301,36 +321,46 @@ fn net_totals(networks: &Networks) -> HashMap<String, NetTotals> {
 }
 
 /// The events of one sample, all with one timestamp and the agent's tags.
-struct Samples {
+pub(super) struct Samples {
     now: i64,
     tags: Labels,
     events: Vec<Event>,
 }
 
 impl Samples {
-    fn push(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+    /// Adds a gauge with the tags and `labels` (which win over a tag of that name).
+    pub(super) fn push(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        let labels = self.with_tags(labels);
+        self.push_value(name, labels, MetricValue::Gauge { value });
+    }
+
+    /// Adds a counter (a running total) with the tags and `labels`.
+    pub(super) fn push_counter(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        let labels = self.with_tags(labels);
+        self.push_value(name, labels, MetricValue::Counter { value });
+    }
+
+    fn with_tags(&self, labels: &[(&str, &str)]) -> Labels {
         let mut all = self.tags.clone();
-        // A metric's own labels win over a tag of the same name.
         for (k, v) in labels {
             all.insert((*k).to_string(), (*v).to_string());
         }
-        self.push_labels(name, all, value);
+        all
     }
 
     fn push_labels(&mut self, name: &str, labels: Labels, value: f64) {
-        self.events.push(Event::metric(
-            self.now,
-            SOURCE,
-            name,
-            labels,
-            MetricValue::Gauge { value },
-        ));
+        self.push_value(name, labels, MetricValue::Gauge { value });
+    }
+
+    fn push_value(&mut self, name: &str, labels: Labels, value: MetricValue) {
+        self.events
+            .push(Event::metric(self.now, SOURCE, name, labels, value));
     }
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // Tests may unwrap.
-mod tests {
+pub(super) mod tests {
     use std::collections::BTreeMap;
     use std::time::Duration;
 
@@ -338,15 +368,18 @@ mod tests {
 
     use super::*;
 
-    fn gauges(events: &[Event]) -> BTreeMap<String, Vec<(Labels, f64)>> {
+    /// Every sample's value by metric name (gauges and counters alike).
+    pub(in crate::collectors::metrics::host) fn gauges(
+        events: &[Event],
+    ) -> BTreeMap<String, Vec<(Labels, f64)>> {
         let mut map: BTreeMap<String, Vec<(Labels, f64)>> = BTreeMap::new();
         for e in events {
             assert_eq!(e.source, SOURCE);
             let EventKind::Metric(m) = &e.kind else {
                 panic!("not a metric: {e:?}")
             };
-            let MetricValue::Gauge { value } = m.value else {
-                panic!("not a gauge: {m:?}")
+            let (MetricValue::Gauge { value } | MetricValue::Counter { value }) = m.value else {
+                panic!("not a single value: {m:?}")
             };
             assert!(value.is_finite(), "{} = {value}", m.name);
             map.entry(m.name.clone())
@@ -359,7 +392,7 @@ mod tests {
     #[test]
     fn one_sample_of_this_machine_is_complete_and_sane() {
         let tags: Labels = [("env".to_string(), "test".to_string())].into();
-        let mut sampler = HostSampler::new(tags).unwrap();
+        let mut sampler = HostSampler::new(tags, 3).unwrap();
         std::thread::sleep(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL.max(Duration::from_millis(250)));
         let events = sampler.sample();
         let g = gauges(&events);
@@ -380,6 +413,8 @@ mod tests {
             "host_load15",
             "host_uptime_seconds",
             "host_processes",
+            "host_process_top_cpu_percent",
+            "host_process_top_memory_bytes",
         ] {
             assert!(g.contains_key(name), "missing {name}; got {:?}", g.keys());
         }
@@ -414,6 +449,13 @@ mod tests {
         assert!(g["host_uptime_seconds"][0].1 > 0.0);
         assert!(g["host_processes"][0].1 >= 1.0);
         assert!(g["host_load1"][0].1 >= 0.0);
+        let top = &g["host_process_top_memory_bytes"];
+        assert_eq!(top.len(), 3, "three ranks asked for");
+        assert!(top.windows(2).all(|w| w[0].1 >= w[1].1), "ranked: {top:?}");
+        assert!(
+            top.iter()
+                .all(|(l, _)| !l["pid"].is_empty() && l.contains_key("name"))
+        );
 
         let info = &g["host_info"];
         assert_eq!(info.len(), 1);
@@ -432,7 +474,7 @@ mod tests {
 
     #[test]
     fn network_rates_come_from_two_readings() {
-        let mut sampler = HostSampler::new(Labels::new()).unwrap();
+        let mut sampler = HostSampler::new(Labels::new(), 0).unwrap();
         std::thread::sleep(Duration::from_millis(50));
         let g = gauges(&sampler.sample());
         if sampler.networks.is_empty() {
