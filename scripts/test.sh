@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The C libraries of the optional sources and the real servers the tests use.
+scripts/deps.sh
+
 # The end-to-end tests start the binaries from target/debug: build them first.
 cargo build --workspace --bins
 cargo test --workspace --all-features --exclude monitoring-e2e "$@"

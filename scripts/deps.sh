@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs, from Debian's packages, the C libraries and real servers the tests use
+# (missing ones only). Nothing is started: each test starts what it needs on loopback
+# and stops it.
+#   pkg-config, libsystemd-dev, systemd-journal-remote  the journald source (feature journald)
+#   libpcap-dev, tcpdump                                the traffic source (feature pcap)
+#   prometheus-node-exporter                            a real exporter to scrape
+set -euo pipefail
+
+packages=(pkg-config libsystemd-dev systemd-journal-remote libpcap-dev tcpdump
+          prometheus-node-exporter)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+((${#missing[@]})) || exit 0
+
+echo "Installing test dependencies: ${missing[*]}"
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null || { echo "scripts/deps.sh: run as root (or install sudo) to install ${missing[*]}" >&2; exit 1; }
+    sudo=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
