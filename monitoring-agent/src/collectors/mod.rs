@@ -1,4 +1,6 @@
-//! Sources of events: logs (tailed files) and metrics (host statistics).
+//! Sources of events: logs (tailed files), metrics (host statistics, Prometheus
+//! scrapes) and traffic (flows from packet capture).
 
 pub mod logs;
 pub mod metrics;
+pub mod traffic;
