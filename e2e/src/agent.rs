@@ -9,6 +9,8 @@ pub struct AgentOptions {
     pub system_interval_secs: u64,
     pub flush_interval_ms: u64,
     pub compression: String,
+    /// Keys added to the agent's `[buffer]` table (`when_full = "drop_newest"`).
+    pub buffer_extra: String,
     /// Appended to the agent's config (whole sections such as `[collector.tls]`).
     pub extra: String,
 }
@@ -21,6 +23,7 @@ impl Default for AgentOptions {
             system_interval_secs: 1,
             flush_interval_ms: 100,
             compression: "lz4".into(),
+            buffer_extra: String::new(),
             extra: String::new(),
         }
     }
@@ -53,6 +56,7 @@ endpoint = "{endpoint}"
 [buffer]
 flush_interval_ms = {flush}
 compression = "{compression}"
+{buffer_extra}
 
 [state]
 dir = "{state}"
@@ -72,6 +76,7 @@ listen = "127.0.0.1:{control_port}"
 {extra}
 "#,
                 extra = opts.extra,
+                buffer_extra = opts.buffer_extra,
                 flush = opts.flush_interval_ms,
                 compression = opts.compression,
                 state = dir.join(format!("state-{id}")).display(),

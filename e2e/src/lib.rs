@@ -21,11 +21,13 @@ mod agent;
 mod collector;
 mod http;
 mod lines;
+mod metrics;
 
 pub use agent::*;
 pub use collector::*;
 pub use http::*;
 pub use lines::*;
+pub use metrics::*;
 
 /// The directory holding the workspace's binaries (`target/debug`).
 pub fn bin_dir() -> PathBuf {

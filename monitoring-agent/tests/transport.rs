@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{TestCollector, eventually};
 use monitoring_agent::buffer::{RingBuffer, WhenFull};
-use monitoring_agent::pipeline::{BatcherConfig, Envelope, SourceProgress, batcher};
+use monitoring_agent::pipeline::{BatcherConfig, Envelope, Source, SourceProgress, batcher};
 use monitoring_agent::telemetry::{DropReason, Telemetry};
 use monitoring_agent::transport::{self, DrainReport, Endpoint, TransportConfig, TransportStatus};
 use monitoring_common::Event;
@@ -103,6 +103,7 @@ impl Pipeline {
     async fn send_tracked(&self, progress: &Arc<SourceProgress>, offset: u64) {
         self.buffer
             .send(Envelope {
+                source: Source::File,
                 event: Event::log(
                     offset as i64,
                     "/var/log/test.log",
@@ -116,7 +117,10 @@ impl Pipeline {
 
     async fn send_log(&self, message: &str) {
         self.buffer
-            .send(Envelope::untracked(Event::log(1, "test", message)))
+            .send(Envelope::untracked(
+                Source::File,
+                Event::log(1, "test", message),
+            ))
             .await
             .unwrap();
     }
@@ -197,6 +201,11 @@ async fn retry_later_resends_the_same_batch_after_the_delay() {
     assert_eq!(progress.acked(), 0);
     again.ok();
     eventually(5, "checkpoint at 42", || progress.acked() == 42).await;
+    // Sent counts resends; acknowledged counts each event once.
+    let s = &p.telemetry.sources;
+    assert_eq!(s.sent.get(Source::File), 2);
+    assert_eq!(s.acked.get(Source::File), 1);
+    assert_eq!(s.read.get(Source::File), 1);
     let resent = p
         .telemetry
         .transport
@@ -273,7 +282,18 @@ async fn a_rejected_batch_is_counted_and_does_not_block() {
     good.ok();
     eventually(5, "checkpoint past both batches", || progress.acked() == 4).await;
     assert_eq!(p.telemetry.dropped.get(DropReason::Rejected), 2);
+    assert_eq!(
+        p.telemetry
+            .dropped
+            .get_source(DropReason::Rejected, Source::File),
+        2
+    );
     assert_eq!(p.telemetry.transport.rejected_batches.get(), 1);
+    // Per source: read == acked + dropped, and both batches were sent once.
+    let s = &p.telemetry.sources;
+    assert_eq!(s.read.get(Source::File), 4);
+    assert_eq!(s.sent.get(Source::File), 4);
+    assert_eq!(s.acked.get(Source::File), 2);
     // It is not resent.
     collector.expect_no_frame(300).await;
     p.finish().await;

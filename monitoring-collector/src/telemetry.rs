@@ -81,6 +81,55 @@ pub mod close_reason {
     pub const SHUTDOWN: &str = "shutdown";
 }
 
+/// The event kinds of the event model (label `kind` of the received and stored
+/// counters); every one is a series from the start.
+pub mod event_kind {
+    use monitoring_common::EventKind;
+
+    /// A log record.
+    pub const LOG: &str = "log";
+    /// A metric sample.
+    pub const METRIC: &str = "metric";
+    /// A network flow summary.
+    pub const FLOW: &str = "flow";
+    /// Every kind.
+    pub const ALL: [&str; 3] = [LOG, METRIC, FLOW];
+
+    /// The label of an event's kind.
+    pub fn of(kind: &EventKind) -> &'static str {
+        match kind {
+            EventKind::Log(_) => LOG,
+            EventKind::Metric(_) => METRIC,
+            EventKind::Flow(_) => FLOW,
+        }
+    }
+}
+
+/// What a frame was answered (label `outcome` of the ack latency histogram).
+pub mod ack_outcome {
+    use monitoring_common::protocol::AckStatus;
+
+    /// Every outcome.
+    pub const ALL: [&str; 3] = ["ok", "retry_later", "rejected"];
+
+    /// The label of an acknowledgement's status.
+    pub fn of(status: AckStatus) -> &'static str {
+        match status {
+            AckStatus::Ok => "ok",
+            AckStatus::RetryLater => "retry_later",
+            AckStatus::Rejected => "rejected",
+        }
+    }
+}
+
+/// A histogram family whose buckets are set once for all its series.
+pub type HistogramFamily = Family<ReasonLabel, Histogram, fn() -> Histogram>;
+
+fn ack_seconds_histogram() -> Histogram {
+    // 0.5 ms to about 33 s: a local commit to a store under heavy load.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 17))
+}
+
 /// How a `POST /api/v1/login` ended (label `outcome` of the logins counter).
 pub mod login_outcome {
     /// The password matched; a session was created.
@@ -128,8 +177,12 @@ pub struct Metrics {
     pub batches_rejected: Family<ReasonLabel, Counter>,
     /// Batches answered with retry-later, by reason.
     pub batches_retried: Family<ReasonLabel, Counter>,
+    /// Events in batches decoded, by kind (log, metric, flow); duplicates included.
+    pub events_received: Family<ReasonLabel, Counter>,
     /// Events committed, by kind (log, metric, flow).
     pub events_stored: Family<ReasonLabel, Counter>,
+    /// Seconds from a frame's arrival to its acknowledgement being queued, by outcome.
+    pub ack_seconds: HistogramFamily,
     /// Time to commit one batch, seconds.
     pub commit_seconds: Histogram,
     /// Batches waiting in the processor queue.
@@ -157,7 +210,9 @@ impl Default for Metrics {
             batches_duplicate: Counter::default(),
             batches_rejected: Family::default(),
             batches_retried: Family::default(),
+            events_received: Family::default(),
             events_stored: Family::default(),
+            ack_seconds: Family::new_with_constructor(ack_seconds_histogram),
             // 0.5 ms to about 16 s.
             commit_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             processor_queue_depth: Gauge::default(),
@@ -238,6 +293,23 @@ impl Telemetry {
             "monitoring_ingest_batches_retried",
             "Batches answered with retry-later, by reason (store, queue_full, unavailable, rate_limited)",
             m.batches_retried.clone(),
+        );
+        for kind in event_kind::ALL {
+            m.events_received.get_or_create(&[("kind", kind)]).inc_by(0);
+            m.events_stored.get_or_create(&[("kind", kind)]).inc_by(0);
+        }
+        for outcome in ack_outcome::ALL {
+            drop(m.ack_seconds.get_or_create(&[("outcome", outcome)]));
+        }
+        r.register(
+            "monitoring_ingest_events_received",
+            "Events in batches decoded, by kind (log, metric, flow), duplicates and batches not committed included",
+            m.events_received.clone(),
+        );
+        r.register(
+            "monitoring_ingest_ack_seconds",
+            "Seconds from a frame's arrival to its acknowledgement being queued, by outcome (ok, retry_later, rejected)",
+            m.ack_seconds.clone(),
         );
         r.register(
             "monitoring_storage_events_stored",
@@ -325,6 +397,16 @@ mod tests {
             text.contains("monitoring_processor_queue_depth 0"),
             "{text}"
         );
+        for kind in event_kind::ALL {
+            for family in ["ingest_events_received", "storage_events_stored"] {
+                let series = format!("monitoring_{family}_total{{kind=\"{kind}\"}} 0");
+                assert!(text.contains(&series), "{series} missing:\n{text}");
+            }
+        }
+        for outcome in ack_outcome::ALL {
+            let series = format!("monitoring_ingest_ack_seconds_count{{outcome=\"{outcome}\"}} 0");
+            assert!(text.contains(&series), "{series} missing:\n{text}");
+        }
     }
 
     #[test]

@@ -11,14 +11,18 @@
 //! - `drop_oldest`: the oldest buffered event is evicted to make room.
 //! - `drop_newest`: the new event is refused.
 //!
-//! Every drop is counted in `monitoring_agent_events_dropped_total{reason}`. Dropping a
+//! Every event a source hands over (accepted, or dropped by the policy) is counted in
+//! `monitoring_agent_events_read_total{source}`, and every drop in
+//! `monitoring_agent_events_dropped_total{reason, source}` under the source of the
+//! event dropped (under `drop_oldest`, the evicted one's). Dropping a
 //! tracked event (one with a checkpoint position) loses that line for good once a later
 //! one is acknowledged: that is what the drop policies mean, and why `block` is the
 //! default.
 //!
 //! Sources that must never wait (host metrics: a stalled sampler is worse than a
 //! missing sample) use [`RingBuffer::try_send_all`], which under `block` refuses a
-//! whole sample rather than wait; the caller counts the skipped sample.
+//! whole sample rather than wait; its events count as read and as dropped
+//! (`sample_skipped`), and the caller counts the skipped sample.
 //!
 //! Wakeups use `tokio::sync::Notify` with the register-then-recheck pattern, so none
 //! is lost between a failed push or pop and going to sleep. [`RingBuffer::close`] ends
@@ -174,6 +178,7 @@ impl RingBuffer {
         if s.closed.load(Ordering::Acquire) {
             return Err(Closed);
         }
+        let source = envelope.source;
         let evicted = match s.policy {
             WhenFull::Block => match s.queue.push(envelope) {
                 Ok(()) => None,
@@ -182,15 +187,19 @@ impl RingBuffer {
             WhenFull::DropNewest => match s.queue.push(envelope) {
                 Ok(()) => None,
                 Err(_refused) => {
-                    s.metrics.dropped.add(DropReason::DropNewest, 1);
+                    s.metrics.read.inc(source);
+                    s.metrics.dropped.add(DropReason::DropNewest, source, 1);
                     return Ok(None);
                 }
             },
             WhenFull::DropOldest => s.queue.force_push(envelope),
         };
+        s.metrics.read.inc(source);
         s.metrics.received_events.inc();
-        if evicted.is_some() {
-            s.metrics.dropped.add(DropReason::DropOldest, 1);
+        if let Some(evicted) = evicted {
+            s.metrics
+                .dropped
+                .add(DropReason::DropOldest, evicted.source, 1);
         }
         s.metrics.events.set(len_i64(s.queue.len()));
         s.not_empty.notify_one();
@@ -201,23 +210,38 @@ impl RingBuffer {
     ///
     /// Under `block`, a sample that does not fit in the free room is skipped whole
     /// (nothing is sent); under the drop policies each event is pushed with the
-    /// policy applied. The caller counts skipped samples; events that did not fit are
-    /// returned in the outcome and are the caller's to count.
+    /// policy applied. Events that did not fit count as read and as dropped
+    /// (`sample_skipped`); the caller counts skipped samples.
     pub fn try_send_all(&self, envelopes: Vec<Envelope>) -> Result<TrySendOutcome, Closed> {
         let s = &*self.shared;
         if s.closed.load(Ordering::Acquire) {
             return Err(Closed);
         }
         if s.policy == WhenFull::Block && self.capacity() - self.len() < envelopes.len() {
+            self.skipped(&envelopes);
             return Ok(TrySendOutcome::Skipped);
         }
         let total = envelopes.len();
-        for (i, envelope) in envelopes.into_iter().enumerate() {
-            if self.push(envelope)?.is_some() {
+        let mut rest = envelopes.into_iter();
+        let mut i = 0;
+        while let Some(envelope) = rest.next() {
+            if let Some(back) = self.push(envelope)? {
+                self.skipped(std::slice::from_ref(&back));
+                self.skipped(rest.as_slice());
                 return Ok(TrySendOutcome::Partial(total - i));
             }
+            i += 1;
         }
         Ok(TrySendOutcome::Sent)
+    }
+
+    /// Counts events a non-blocking sender gave up on as read and dropped.
+    fn skipped(&self, envelopes: &[Envelope]) {
+        let m = &self.shared.metrics;
+        for e in envelopes {
+            m.read.inc(e.source);
+            m.dropped.add(DropReason::SampleSkipped, e.source, 1);
+        }
     }
 
     /// Waits until at least one event is buffered, then moves up to `max` of them into
@@ -277,199 +301,4 @@ impl EventOutput for RingBuffer {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // Tests may unwrap.
-mod tests {
-    use std::collections::HashSet;
-    use std::time::Duration;
-
-    use monitoring_common::Event;
-
-    use super::*;
-    use crate::telemetry::Telemetry;
-
-    fn env(i: i64) -> Envelope {
-        Envelope::untracked(Event::log(i, "test", i.to_string()))
-    }
-
-    fn ts(e: &Envelope) -> i64 {
-        e.event.timestamp_ns
-    }
-
-    fn buffer(cap: usize, policy: WhenFull) -> (RingBuffer, Telemetry) {
-        let t = Telemetry::new();
-        (RingBuffer::new(cap, policy, t.buffer.clone()), t)
-    }
-
-    async fn drain(b: &RingBuffer) -> Vec<i64> {
-        let mut out = Vec::new();
-        while !b.is_empty() {
-            b.recv_many(&mut out, 100).await;
-        }
-        out.iter().map(ts).collect()
-    }
-
-    #[tokio::test]
-    async fn drop_newest_refuses_and_counts() {
-        let (b, t) = buffer(3, WhenFull::DropNewest);
-        for i in 0..5 {
-            b.send(env(i)).await.unwrap();
-        }
-        assert_eq!(drain(&b).await, vec![0, 1, 2]);
-        assert_eq!(t.dropped.get(DropReason::DropNewest), 2);
-        assert_eq!(t.buffer.received_events.get(), 3);
-    }
-
-    #[tokio::test]
-    async fn drop_oldest_evicts_and_counts() {
-        let (b, t) = buffer(3, WhenFull::DropOldest);
-        for i in 0..5 {
-            b.send(env(i)).await.unwrap();
-        }
-        assert_eq!(drain(&b).await, vec![2, 3, 4]);
-        assert_eq!(t.dropped.get(DropReason::DropOldest), 2);
-    }
-
-    #[tokio::test]
-    async fn block_waits_for_room_and_loses_nothing() {
-        let (b, t) = buffer(2, WhenFull::Block);
-        b.send(env(0)).await.unwrap();
-        b.send(env(1)).await.unwrap();
-        let sender = {
-            let b = b.clone();
-            tokio::spawn(async move { b.send(env(2)).await })
-        };
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!sender.is_finished(), "a full buffer under block must wait");
-        let mut out = Vec::new();
-        assert_eq!(b.recv_many(&mut out, 1).await, Some(1));
-        sender.await.unwrap().unwrap();
-        out.clear();
-        b.recv_many(&mut out, 10).await;
-        assert_eq!(out.iter().map(ts).collect::<Vec<_>>(), vec![1, 2]);
-        assert_eq!(t.buffer.blocked_sends.get(), 1);
-        assert_eq!(
-            t.dropped.get(DropReason::DropOldest) + t.dropped.get(DropReason::DropNewest),
-            0
-        );
-    }
-
-    #[tokio::test]
-    async fn close_wakes_blocked_senders_and_the_receiver_drains() {
-        let (b, _t) = buffer(1, WhenFull::Block);
-        b.send(env(0)).await.unwrap();
-        let blocked = {
-            let b = b.clone();
-            tokio::spawn(async move { b.send(env(1)).await })
-        };
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        b.close();
-        assert_eq!(blocked.await.unwrap(), Err(Closed));
-        assert_eq!(b.send(env(2)).await, Err(Closed));
-        let mut out = Vec::new();
-        assert_eq!(b.recv_many(&mut out, 10).await, Some(1));
-        assert_eq!(b.recv_many(&mut out, 10).await, None);
-    }
-
-    #[tokio::test]
-    async fn receiver_wakes_on_send_and_on_close() {
-        let (b, _t) = buffer(4, WhenFull::Block);
-        let rx = {
-            let b = b.clone();
-            tokio::spawn(async move {
-                let mut out = Vec::new();
-                let mut got = 0;
-                while let Some(n) = b.recv_many(&mut out, 10).await {
-                    got += n;
-                }
-                got
-            })
-        };
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        b.send(env(1)).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        b.send(env(2)).await.unwrap();
-        b.close();
-        assert_eq!(rx.await.unwrap(), 2);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn many_producers_one_consumer_under_block() {
-        let (b, _t) = buffer(16, WhenFull::Block);
-        let producers: Vec<_> = (0..8)
-            .map(|p| {
-                let b = b.clone();
-                tokio::spawn(async move {
-                    for i in 0..2_000 {
-                        b.send(env(p * 1_000_000 + i)).await.unwrap();
-                    }
-                })
-            })
-            .collect();
-        let consumer = {
-            let b = b.clone();
-            tokio::spawn(async move {
-                let mut out = Vec::new();
-                while b.recv_many(&mut out, 7).await.is_some() {}
-                out
-            })
-        };
-        for p in producers {
-            p.await.unwrap();
-        }
-        b.close();
-        let out = consumer.await.unwrap();
-        assert_eq!(out.len(), 16_000);
-        let seen: HashSet<i64> = out.iter().map(ts).collect();
-        assert_eq!(seen.len(), 16_000);
-        // Each producer's events stay in its own order.
-        for p in 0..8 {
-            let mine: Vec<i64> = out.iter().map(ts).filter(|t| t / 1_000_000 == p).collect();
-            assert!(mine.windows(2).all(|w| w[0] < w[1]));
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn many_producers_drop_policies_account_for_every_event() {
-        for policy in [WhenFull::DropOldest, WhenFull::DropNewest] {
-            let (b, t) = buffer(8, policy);
-            let producers: Vec<_> = (0..4)
-                .map(|p| {
-                    let b = b.clone();
-                    tokio::spawn(async move {
-                        for i in 0..1_000 {
-                            b.send(env(p * 10_000 + i)).await.unwrap();
-                        }
-                    })
-                })
-                .collect();
-            let mut out = Vec::new();
-            for p in producers {
-                p.await.unwrap();
-            }
-            b.close();
-            while b.recv_many(&mut out, 3).await.is_some() {}
-            let dropped =
-                t.dropped.get(DropReason::DropOldest) + t.dropped.get(DropReason::DropNewest);
-            assert_eq!(out.len() as u64 + dropped, 4_000, "{policy:?}");
-        }
-    }
-
-    #[tokio::test]
-    async fn try_send_all_skips_a_whole_sample_under_block() {
-        let (b, _t) = buffer(4, WhenFull::Block);
-        b.send(env(0)).await.unwrap();
-        let sample: Vec<_> = (1..5).map(env).collect();
-        assert_eq!(b.try_send_all(sample).unwrap(), TrySendOutcome::Skipped);
-        assert_eq!(b.len(), 1);
-        let sample: Vec<_> = (1..4).map(env).collect();
-        assert_eq!(b.try_send_all(sample).unwrap(), TrySendOutcome::Sent);
-        assert_eq!(b.len(), 4);
-
-        let (b, t) = buffer(2, WhenFull::DropNewest);
-        let sample: Vec<_> = (0..3).map(env).collect();
-        assert_eq!(b.try_send_all(sample).unwrap(), TrySendOutcome::Sent);
-        assert_eq!(t.dropped.get(DropReason::DropNewest), 1);
-        b.close();
-        assert_eq!(b.try_send_all(vec![env(9)]), Err(Closed));
-    }
-}
+mod tests;

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use monitoring_common::Event;
 
+use super::Source;
+
 /// Delivery progress of one source: the position up to which every event read has
 /// been acknowledged by the collector.
 #[derive(Debug)]
@@ -50,6 +52,8 @@ impl SourceProgress {
 pub struct Envelope {
     /// The event.
     pub event: Event,
+    /// The kind of source that read it, for the per-source accounting.
+    pub source: Source,
     /// For sources with checkpoints: the progress to advance once the event is
     /// acknowledged, and the position just past the event.
     pub ack: Option<(Arc<SourceProgress>, u64)>,
@@ -57,8 +61,12 @@ pub struct Envelope {
 
 impl Envelope {
     /// An event whose delivery nothing waits on (metrics).
-    pub fn untracked(event: Event) -> Envelope {
-        Envelope { event, ack: None }
+    pub fn untracked(source: Source, event: Event) -> Envelope {
+        Envelope {
+            event,
+            source,
+            ack: None,
+        }
     }
 }
 

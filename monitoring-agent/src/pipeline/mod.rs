@@ -1,9 +1,12 @@
 //! The agent's pipeline between collectors and transport: what an event carries on
 //! its way ([`Envelope`]), how delivery progress flows back to sources
-//! ([`SourceProgress`]), and the [`batcher`] that turns envelopes into frames.
+//! ([`SourceProgress`]), which kind of source each event came from ([`Source`], with
+//! per-batch [`SourceCounts`]), and the [`batcher`] that turns envelopes into frames.
 
 pub mod batcher;
 mod envelope;
+mod source;
 
 pub use batcher::{Batch, BatcherConfig};
 pub use envelope::{Closed, Envelope, EventOutput, SourceProgress};
+pub use source::{Source, SourceCounts};

@@ -4,9 +4,10 @@
 //! - At most `max_in_flight` batches are unacknowledged at a time ([`window`]); when
 //!   the window is full the transport stops taking batches, which stops the batcher,
 //!   fills the buffer and pauses the sources: backpressure end to end.
-//! - Acknowledgements are matched by (stream, sequence). `ok` finishes a batch;
-//!   `retry_later` resends it after the delay asked; `rejected` is logged at ERROR,
-//!   counted as dropped (reason `rejected`) and finishes the batch, so one poison batch
+//! - Acknowledgements are matched by (stream, sequence). `ok` finishes a batch (its
+//!   events count as acknowledged, per source); `retry_later` resends it after the
+//!   delay asked; `rejected` is logged at ERROR, counted as dropped (reason
+//!   `rejected`, per source) and finishes the batch, so one poison batch
 //!   cannot stall the agent. Marks are applied only from the front of the window, so a
 //!   checkpoint moves only when everything before it is acknowledged.
 //! - On any connection error the transport reconnects with exponential backoff and
@@ -301,6 +302,7 @@ impl Transport {
             };
             let frame = batch.frame.clone();
             let events = u64::from(batch.event_count);
+            let sources = batch.sources;
             let bytes = frame.len() as u64;
             send_with_deadline(sink, Message::Binary(frame), expired).await?;
             self.window
@@ -308,6 +310,7 @@ impl Transport {
             let m = &self.metrics;
             m.sent_batches.inc();
             m.sent_events.inc_by(events);
+            m.sent_by_source.add_counts(&sources);
             m.sent_bytes.inc_by(bytes);
             if let Some(resend) = due.resend {
                 m.resent_batches
@@ -342,10 +345,15 @@ impl Transport {
         };
         let m = &self.metrics;
         match self.window.on_ack(&ack, Instant::now()) {
-            AckOutcome::Committed { events, latency } => {
+            AckOutcome::Committed {
+                events,
+                sources,
+                latency,
+            } => {
                 self.heard_ack = true;
                 m.acked_batches.inc();
                 m.acked_events.inc_by(u64::from(events));
+                m.acked_by_source.add_counts(&sources);
                 if let Some(latency) = latency {
                     m.ack_latency_seconds.observe(latency.as_secs_f64());
                 }
@@ -366,11 +374,12 @@ impl Transport {
             AckOutcome::Rejected {
                 sequence,
                 events,
+                sources,
                 reason,
             } => {
                 self.heard_ack = true;
                 m.rejected_batches.inc();
-                m.dropped.add(DropReason::Rejected, u64::from(events));
+                m.dropped.add_counts(DropReason::Rejected, &sources);
                 error!(
                     message = "The collector rejected a batch; its events are dropped.",
                     sequence,

@@ -19,7 +19,7 @@ use std::time::Duration;
 use monitoring_common::protocol::{Ack, AckStatus};
 use tokio::time::Instant;
 
-use crate::pipeline::Batch;
+use crate::pipeline::{Batch, SourceCounts};
 
 /// Shortest and longest delay honoured from a retry-later acknowledgement: a collector
 /// answering 0 must not make the agent spin, and a huge value must not park a batch
@@ -86,6 +86,8 @@ pub enum AckOutcome {
     Committed {
         /// Events in the batch.
         events: u32,
+        /// Those events per kind of source.
+        sources: SourceCounts,
         /// Time since it was last written.
         latency: Option<Duration>,
     },
@@ -102,6 +104,8 @@ pub enum AckOutcome {
         sequence: u64,
         /// Events in it.
         events: u32,
+        /// Those events per kind of source.
+        sources: SourceCounts,
         /// The collector's reason.
         reason: String,
     },
@@ -242,6 +246,7 @@ impl Window {
                 e.state = State::Done;
                 AckOutcome::Committed {
                     events: e.batch.event_count,
+                    sources: e.batch.sources,
                     latency: e.sent_at.map(|t| now.saturating_duration_since(t)),
                 }
             }
@@ -259,6 +264,7 @@ impl Window {
                 AckOutcome::Rejected {
                     sequence: ack.sequence,
                     events: e.batch.event_count,
+                    sources: e.batch.sources,
                     reason: ack.reason.clone(),
                 }
             }
@@ -297,6 +303,7 @@ mod tests {
             uncompressed_bytes: 10,
             frame: Bytes::from_static(b"frame"),
             marks: vec![(progress.clone(), mark)],
+            sources: SourceCounts::default(),
         }
     }
 

@@ -33,7 +33,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::agents::AgentSlot;
 use super::{IngestState, batch};
 use crate::auth::AgentId;
-use crate::telemetry::close_reason;
+use crate::telemetry::{ack_outcome, close_reason};
 
 /// Close code 1001: the collector is going away.
 const GOING_AWAY: u16 = 1001;
@@ -124,15 +124,23 @@ pub(super) async fn serve(
                 };
                 match message {
                     Message::Binary(frame) => {
+                        let arrived = Instant::now();
                         state.metrics.frames_received.inc();
                         state.metrics.bytes_received.inc_by(frame.len() as u64);
                         let (state, agent, out) = (Arc::clone(&state), agent.clone(), out.clone());
                         let limiter = limiter.clone();
                         tasks.spawn(async move {
                             let ack = batch::handle(&state, &agent, limiter.as_ref(), frame).await;
+                            let outcome = ack_outcome::of(ack.status);
                             // Only fails when the writer has stopped: the agent is gone and
                             // will resend what it did not see acknowledged.
-                            drop(out.send(Out::Ack(ack)).await);
+                            if out.send(Out::Ack(ack)).await.is_ok() {
+                                state
+                                    .metrics
+                                    .ack_seconds
+                                    .get_or_create(&[("outcome", outcome)])
+                                    .observe(arrived.elapsed().as_secs_f64());
+                            }
                         });
                     }
                     Message::Text(text) => {

@@ -19,16 +19,18 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use monitoring_common::EventKind;
 use monitoring_common::config::Problem;
 use monitoring_common::protocol::frame::decode_frame;
 use monitoring_common::protocol::{FrameError, Limits};
+use monitoring_common::{Event, EventKind};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
 use crate::auth::AgentId;
 use crate::storage::{CommitOutcome, IngestBatch, StorageError, Store};
-use crate::telemetry::Metrics;
+use crate::telemetry::{Metrics, ReasonLabel, event_kind};
 
 /// `[processor]`: the worker pool.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -228,6 +230,7 @@ impl Worker {
             Ok(frame) => frame,
             Err(error) => return Outcome::Rejected(error),
         };
+        count_by_kind(&self.metrics.events_received, &frame.events);
         let batch = Processor::process(IngestBatch {
             agent_id: job.agent_id.as_arc(),
             stream_id: frame.header.stream_id,
@@ -251,21 +254,28 @@ impl Worker {
     }
 
     fn count_events(&self, batch: &IngestBatch) {
-        let (mut logs, mut metrics, mut flows) = (0u64, 0u64, 0u64);
-        for event in &batch.events {
-            match event.kind {
-                EventKind::Log(_) => logs += 1,
-                EventKind::Metric(_) => metrics += 1,
-                EventKind::Flow(_) => flows += 1,
-            }
+        count_by_kind(&self.metrics.events_stored, &batch.events);
+    }
+}
+
+/// Adds `events` to `family` by kind: one label lookup per kind, not per event.
+fn count_by_kind(family: &Family<ReasonLabel, Counter>, events: &[Event]) {
+    let (mut logs, mut metrics, mut flows) = (0u64, 0u64, 0u64);
+    for event in events {
+        match event.kind {
+            EventKind::Log(_) => logs += 1,
+            EventKind::Metric(_) => metrics += 1,
+            EventKind::Flow(_) => flows += 1,
         }
-        for (kind, n) in [("log", logs), ("metric", metrics), ("flow", flows)] {
-            if n > 0 {
-                self.metrics
-                    .events_stored
-                    .get_or_create(&[("kind", kind)])
-                    .inc_by(n);
-            }
+    }
+    let kinds = [
+        (event_kind::LOG, logs),
+        (event_kind::METRIC, metrics),
+        (event_kind::FLOW, flows),
+    ];
+    for (kind, n) in kinds {
+        if n > 0 {
+            family.get_or_create(&[("kind", kind)]).inc_by(n);
         }
     }
 }
@@ -302,18 +312,31 @@ mod tests {
         queue_batches: usize,
         dir: &std::path::Path,
     ) -> (Processor, ProcessorHandle) {
+        start_with(workers, queue_batches, dir, Metrics::default())
+    }
+
+    fn start_with(
+        workers: usize,
+        queue_batches: usize,
+        dir: &std::path::Path,
+        metrics: Metrics,
+    ) -> (Processor, ProcessorHandle) {
         let config = ProcessorConfig {
             workers,
             queue_batches,
         };
-        Processor::start(&config, Limits::default(), store(dir), Metrics::default())
-            .expect("starts")
+        Processor::start(&config, Limits::default(), store(dir), metrics).expect("starts")
+    }
+
+    fn count(family: &Family<ReasonLabel, Counter>, kind: &'static str) -> u64 {
+        family.get_or_create(&[("kind", kind)]).get()
     }
 
     #[tokio::test]
     async fn commits_recognises_duplicates_and_rejects_bad_payloads() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (processor, handle) = start(2, 8, dir.path());
+        let metrics = Metrics::default();
+        let (processor, handle) = start_with(2, 8, dir.path(), metrics.clone());
         let outcome = handle
             .submit(job(1))
             .expect("queued")
@@ -338,6 +361,11 @@ mod tests {
         bad.frame = bytes.into();
         let outcome = handle.submit(bad).expect("queued").await.expect("answered");
         assert!(matches!(outcome, Outcome::Rejected(_)), "{outcome:?}");
+        // Received counts every decoded batch (the duplicate too, not the bad one);
+        // stored only the committed one.
+        assert_eq!(count(&metrics.events_received, event_kind::LOG), 2);
+        assert_eq!(count(&metrics.events_stored, event_kind::LOG), 1);
+        assert_eq!(count(&metrics.events_received, event_kind::METRIC), 0);
         drop(handle);
         tokio::task::spawn_blocking(move || processor.join())
             .await

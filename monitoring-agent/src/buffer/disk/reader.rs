@@ -1,10 +1,11 @@
 //! The spool's reader: turns records back into batches, in order, for the transport.
 //!
 //! Each batch keeps the stream id and sequence of its frame (a resend after a restart
-//! is recognised by the collector) and carries one mark: the spool's own progress,
-//! at the global position just past its record. Corrupt records are skipped by
-//! scanning for the next valid one, counted and logged; a segment deleted under the
-//! reader (by `drop_oldest`) is stepped over.
+//! is recognised by the collector) and its per-source event counts (from the record,
+//! or by decoding an old record's payload, see [`format`](mod@super::format)), and
+//! carries one mark: the spool's own progress, at the global position just past its
+//! record. Corrupt records are skipped by scanning for the next valid one, counted and
+//! logged; a segment deleted under the reader (by `drop_oldest`) is stepped over.
 
 use std::fs::File;
 use std::sync::Arc;
@@ -83,10 +84,14 @@ impl Reader {
                 continue;
             };
             match format::read_record(file, offset, limit) {
-                Ok(Read::Record { body, next }) => {
+                Ok(Read::Record {
+                    body,
+                    next,
+                    version,
+                }) => {
                     let at = self.pos;
                     self.pos = base + next;
-                    match self.batch(body) {
+                    match self.batch(version, body) {
                         Some(batch) => return Next::Batch(batch),
                         None => self.corrupt(base, at, "a record that is not a batch frame"),
                     }
@@ -158,18 +163,22 @@ impl Reader {
     }
 
     /// The batch a record holds; `None` if its body is not a frame.
-    fn batch(&self, body: Vec<u8>) -> Option<Batch> {
-        let (stream_id, sequence) = FrameHeader::peek_id(&body)?;
-        let event_count = format::frame_event_count(&body)?;
-        let uncompressed_bytes = format::frame_uncompressed_len(&body)? as usize;
+    fn batch(&self, version: format::Version, body: Vec<u8>) -> Option<Batch> {
+        let (sources, at) = format::body_sources(version, &body)?;
+        let frame = body.get(at..)?;
+        let (stream_id, sequence) = FrameHeader::peek_id(frame)?;
+        let event_count = format::frame_event_count(frame)?;
+        let uncompressed_bytes = format::frame_uncompressed_len(frame)? as usize;
         self.shared.note_sent(self.pos);
         Some(Batch {
             stream_id,
             sequence,
             event_count,
             uncompressed_bytes,
-            frame: Bytes::from(body),
+            // No copy: the frame is a view of the body.
+            frame: Bytes::from(body).slice(at..),
             marks: vec![(self.shared.progress.clone(), self.pos)],
+            sources,
         })
     }
 }

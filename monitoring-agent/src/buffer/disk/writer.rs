@@ -17,7 +17,7 @@ use super::format::{self, Read};
 use super::open::open_segment;
 use super::{Shared, SpoolOptions, SyncMode, lock};
 use crate::buffer::WhenFull;
-use crate::pipeline::Batch;
+use crate::pipeline::{Batch, SourceCounts};
 use crate::telemetry::DropReason;
 
 /// How long a blocked or failing writer waits before it looks again.
@@ -85,7 +85,7 @@ impl Writer {
                 self.roll(stop)?;
             }
             if self.fits(rec) {
-                format::encode(&batch.frame, &mut self.pending);
+                format::encode(&batch.frame, &batch.sources, &mut self.pending);
                 self.batches.push(batch);
                 return Ok(Pushed::Queued);
             }
@@ -113,7 +113,7 @@ impl Writer {
                     self.shared
                         .metrics
                         .dropped
-                        .add(DropReason::SpoolFull, u64::from(batch.event_count));
+                        .add_counts(DropReason::SpoolFull, &batch.sources);
                     // The lines are given up (counted): their sources move on rather
                     // than stall behind a full spool.
                     batch.apply_marks();
@@ -126,7 +126,7 @@ impl Writer {
                     if !self.shared.drop_oldest() {
                         // Nothing left to drop: take the record over the limit
                         // rather than loop.
-                        format::encode(&batch.frame, &mut self.pending);
+                        format::encode(&batch.frame, &batch.sources, &mut self.pending);
                         self.batches.push(batch);
                         return Ok(Pushed::Queued);
                     }
@@ -246,7 +246,8 @@ impl Shared {
             }
         };
         let acked = self.progress.acked();
-        let (records, events) = self.count_unacked(base, len, acked);
+        let (records, sources) = self.count_unacked(base, len, acked);
+        let events = sources.total();
         {
             let mut st = lock(&self.state);
             st.segments.remove(&base);
@@ -255,7 +256,7 @@ impl Shared {
         }
         self.metrics
             .dropped
-            .add(DropReason::SpoolDropOldest, events);
+            .add_counts(DropReason::SpoolDropOldest, &sources);
         warn!(
             message = "The spool is full: deleted its oldest segment (when_full = \"drop_oldest\").",
             segment = %format::segment_file_name(base),
@@ -266,19 +267,24 @@ impl Shared {
         true
     }
 
-    /// Records and events at or after `acked` in a segment.
-    fn count_unacked(&self, base: u64, len: u64, acked: u64) -> (u64, u64) {
+    /// Records, and their events per source, at or after `acked` in a segment.
+    fn count_unacked(&self, base: u64, len: u64, acked: u64) -> (u64, SourceCounts) {
         let path = self.dir.join(format::segment_file_name(base));
+        let mut sources = SourceCounts::default();
         let Ok(file) = File::open(&path) else {
-            return (0, 0);
+            return (0, sources);
         };
-        let (mut records, mut events) = (0, 0);
+        let mut records = 0;
         let mut offset = acked.saturating_sub(base);
         while offset < len {
             match format::read_record(&file, offset, len) {
-                Ok(Read::Record { body, next }) => {
+                Ok(Read::Record {
+                    body,
+                    next,
+                    version,
+                }) => {
                     records += 1;
-                    events += u64::from(format::frame_event_count(&body).unwrap_or(0));
+                    add_record_sources(&mut sources, version, &body);
                     offset = next;
                 }
                 Ok(Read::Bad) => match format::resync(&file, offset + 1, len) {
@@ -288,6 +294,15 @@ impl Shared {
                 Ok(Read::End) | Err(_) => break,
             }
         }
-        (records, events)
+        (records, sources)
+    }
+}
+
+/// Adds the per-source events of one record's body to `sources`.
+fn add_record_sources(sources: &mut SourceCounts, version: format::Version, body: &[u8]) {
+    if let Some((counts, _)) = format::body_sources(version, body) {
+        for (source, n) in counts.iter() {
+            sources.add_n(source, n);
+        }
     }
 }

@@ -17,10 +17,11 @@ use super::format::{self, Read};
 use super::open::Spool;
 use super::reader::Next;
 use super::*;
-use crate::pipeline::{Batch, SourceProgress};
+use crate::pipeline::{Batch, Source, SourceCounts, SourceProgress};
 use crate::telemetry::{DropReason, DroppedEvents};
 
 mod model;
+mod sources;
 
 pub(super) fn options(
     dir: &Path,
@@ -44,7 +45,8 @@ pub(super) fn metrics() -> SpoolMetrics {
     }
 }
 
-/// A batch of `events` events, named (stream, seq), with a mark on `source`.
+/// A batch of `events` events, named (stream, seq), with a mark on `source`; half
+/// its events (rounded down) are host metrics, the rest lines of files.
 pub(super) fn batch(
     stream: u64,
     seq: u64,
@@ -60,7 +62,16 @@ pub(super) fn batch(
         uncompressed_bytes: payload.len(),
         frame: Bytes::from(encode_frame(Codec::None, stream, seq, events, &payload)),
         marks: vec![(source.clone(), mark)],
+        sources: mixed(events),
     }
+}
+
+/// `events / 2` host metrics, the rest file lines.
+fn mixed(events: u32) -> SourceCounts {
+    let mut c = SourceCounts::default();
+    c.add_n(Source::HostMetrics, events / 2);
+    c.add_n(Source::File, events - events / 2);
+    c
 }
 
 pub(super) fn never() -> bool {
@@ -68,7 +79,7 @@ pub(super) fn never() -> bool {
 }
 
 /// Reads every batch available now.
-fn drain(spool: &mut Spool) -> Vec<Batch> {
+pub(super) fn drain(spool: &mut Spool) -> Vec<Batch> {
     let mut out = Vec::new();
     while let Next::Batch(b) = spool.reader.next(Duration::ZERO) {
         out.push(b);
@@ -76,7 +87,7 @@ fn drain(spool: &mut Spool) -> Vec<Batch> {
     out
 }
 
-fn ids(batches: &[Batch]) -> Vec<(u64, u64)> {
+pub(super) fn ids(batches: &[Batch]) -> Vec<(u64, u64)> {
     batches.iter().map(|b| (b.stream_id, b.sequence)).collect()
 }
 
@@ -97,7 +108,7 @@ fn records_round_trip_and_resync_finds_the_next_one() {
     let bodies: Vec<Vec<u8>> = vec![b"one".to_vec(), Vec::new(), vec![7u8; 100_000]];
     let mut bytes = Vec::new();
     for b in &bodies {
-        format::encode(b, &mut bytes);
+        format::encode_v1(b, &mut bytes);
     }
     std::fs::write(&path, &bytes).unwrap();
     let file = std::fs::File::open(&path).unwrap();
@@ -105,7 +116,12 @@ fn records_round_trip_and_resync_finds_the_next_one() {
     let mut offset = 0;
     for b in &bodies {
         match format::read_record(&file, offset, limit).unwrap() {
-            Read::Record { body, next } => {
+            Read::Record {
+                body,
+                next,
+                version,
+            } => {
+                assert_eq!(version, format::Version::V1);
                 assert_eq!(&body, b);
                 offset = next;
             }
@@ -184,7 +200,7 @@ fn a_torn_tail_is_cut_off_and_counted() {
     let last = segment_files(dir.path()).pop().unwrap();
     let full_len = std::fs::metadata(&last).unwrap().len();
     let mut rec = Vec::new();
-    format::encode(&[5u8; 64], &mut rec);
+    format::encode(&[5u8; 64], &SourceCounts::default(), &mut rec);
     OpenOptions::new()
         .append(true)
         .open(&last)
@@ -375,6 +391,16 @@ fn full_with_drop_newest_counts_and_moves_the_sources_on() {
         m.dropped.get(DropReason::SpoolFull),
         3 * (40 - queued as u64)
     );
+    // Each dropped batch held two file lines and one host metric event.
+    assert_eq!(
+        m.dropped.get_source(DropReason::SpoolFull, Source::File),
+        2 * (40 - queued as u64)
+    );
+    assert_eq!(
+        m.dropped
+            .get_source(DropReason::SpoolFull, Source::HostMetrics),
+        40 - queued as u64
+    );
     assert_eq!(src.acked(), 40, "dropped batches' marks are applied");
     assert_eq!(drain(&mut spool).len(), queued);
 }
@@ -390,6 +416,13 @@ fn full_with_drop_oldest_deletes_segments_and_counts_their_events() {
     assert!(dropped > 0);
     // Every batch is either read or counted as dropped; the newest survive.
     assert_eq!(got.len() as u64 * 3 + dropped, 40 * 3);
+    // Attributed from the records' stored counts: two file lines, one host event each.
+    let file = m
+        .dropped
+        .get_source(DropReason::SpoolDropOldest, Source::File);
+    assert_eq!((file, dropped - file), (dropped / 3 * 2, dropped / 3));
+    // And the batches read back carry their counts.
+    assert!(got.iter().all(|b| b.sources == mixed(3)));
     assert_eq!(got.last().unwrap().sequence, 40);
     assert!(segment_files(dir.path()).len() <= 5);
 }

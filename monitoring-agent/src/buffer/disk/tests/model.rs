@@ -99,7 +99,7 @@ proptest! {
                     in_flight.clear();
                     if torn && let Some(last) = segment_files(dir.path()).pop() {
                         let mut rec = Vec::new();
-                        format::encode(&[1u8; 50], &mut rec);
+                        format::encode_v1(&[1u8; 50], &mut rec);
                         OpenOptions::new().append(true).open(&last).unwrap().write_all(&rec[..20]).unwrap();
                     }
                     spool = open(opts.clone(), m.clone()).unwrap();

@@ -21,7 +21,7 @@ use super::checkpoints::{self, Known};
 use super::fingerprint::{Key, Prefix, read_prefix, starts_with};
 use super::multiline::{Merged, Merger, Rule};
 use super::reader::LineSplitter;
-use crate::pipeline::{Envelope, SourceProgress};
+use crate::pipeline::{Envelope, Source, SourceProgress};
 
 /// Field holding the byte offset of the line's start in its file.
 pub const OFFSET_FIELD: &str = "offset";
@@ -396,6 +396,7 @@ impl Tail {
             Value::Int(i64::try_from(start).unwrap_or(i64::MAX)),
         );
         batch.push(Envelope {
+            source: Source::File,
             event: Event {
                 timestamp_ns,
                 source: self.source.clone(),

@@ -4,8 +4,9 @@
 //! Metrics never block the host: a sample is offered with
 //! [`RingBuffer::try_send_all`], never awaited. Under `when_full = "block"` a sample
 //! that does not fit is skipped whole and counted
-//! (`monitoring_agent_host_skipped_samples_total`, and its events in
-//! `monitoring_agent_events_dropped_total{reason="sample_skipped"}`); under the drop
+//! (`monitoring_agent_host_skipped_samples_total`; the buffer counts its events in
+//! `monitoring_agent_events_dropped_total{reason="sample_skipped",
+//! source="host_metrics"}`); under the drop
 //! policies the buffer's policy applies as for any event. Host metrics are untracked:
 //! nothing waits on their acknowledgement.
 //!
@@ -31,8 +32,8 @@ pub use sample::{HostError, HostSampler, SOURCE};
 
 use super::MetricsConfig;
 use crate::buffer::{RingBuffer, TrySendOutcome};
-use crate::pipeline::Envelope;
-use crate::telemetry::{DropReason, HostMetrics};
+use crate::pipeline::{Envelope, Source};
+use crate::telemetry::HostMetrics;
 
 /// Delay before the first sample: long enough for a meaningful CPU reading.
 const FIRST_SAMPLE_AFTER: Duration = Duration::from_secs(1);
@@ -86,7 +87,10 @@ pub async fn run(
             .collection_seconds
             .observe(started.elapsed().as_secs_f64());
         let n = events.len();
-        let envelopes = events.into_iter().map(Envelope::untracked).collect();
+        let envelopes = events
+            .into_iter()
+            .map(|e| Envelope::untracked(Source::HostMetrics, e))
+            .collect();
         match output.try_send_all(envelopes) {
             Ok(TrySendOutcome::Sent) => {
                 metrics.collections.inc();
@@ -94,7 +98,6 @@ pub async fn run(
             }
             Ok(TrySendOutcome::Skipped) => {
                 metrics.skipped_samples.inc();
-                metrics.dropped.add(DropReason::SampleSkipped, n as u64);
                 warn!(
                     message = "Skipped a host metrics sample: the buffer is full.",
                     events = n,
@@ -102,9 +105,6 @@ pub async fn run(
             }
             Ok(TrySendOutcome::Partial(missing)) => {
                 metrics.collections.inc();
-                metrics
-                    .dropped
-                    .add(DropReason::SampleSkipped, missing as u64);
                 warn!(
                     message = "Part of a host metrics sample did not fit in the buffer.",
                     dropped = missing,
@@ -122,7 +122,7 @@ pub async fn run(
 mod tests {
     use super::*;
     use crate::buffer::WhenFull;
-    use crate::telemetry::Telemetry;
+    use crate::telemetry::{DropReason, Telemetry};
 
     #[tokio::test]
     async fn samples_go_into_the_buffer_and_stop_on_cancel() {
@@ -141,10 +141,9 @@ mod tests {
             .await
             .unwrap();
         assert!(got.unwrap() > 10);
-        assert!(
-            out.iter()
-                .all(|e| e.ack.is_none() && e.event.source == SOURCE)
-        );
+        assert!(out.iter().all(|e| e.ack.is_none()
+            && e.event.source == SOURCE
+            && e.source == Source::HostMetrics));
         stop.cancel();
         task.await.unwrap().unwrap();
         assert_eq!(t.host.collections.get(), 1);
@@ -170,7 +169,12 @@ mod tests {
         .await
         .unwrap();
         assert!(buffer.is_empty(), "a skipped sample sends nothing");
-        assert!(t.dropped.get(DropReason::SampleSkipped) > 5);
+        let skipped = t
+            .dropped
+            .get_source(DropReason::SampleSkipped, Source::HostMetrics);
+        assert!(skipped > 5, "{skipped}");
+        assert_eq!(t.dropped.get(DropReason::SampleSkipped), skipped);
+        assert_eq!(t.sources.read.get(Source::HostMetrics), skipped);
         stop.cancel();
         task.await.unwrap().unwrap();
     }

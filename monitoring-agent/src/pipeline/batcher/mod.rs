@@ -11,6 +11,10 @@
 //! Each batch records its ack marks: for every [`SourceProgress`] with events in it,
 //! the largest position of those events. The transport applies them once the batch,
 //! and every batch before it, is acknowledged.
+//!
+//! Each batch also counts its events per kind of source ([`SourceCounts`], one array
+//! increment per event), so that sends, acknowledgements and drops of the whole batch
+//! are attributed to the sources of its events.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +27,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Bytes;
 use tracing::debug;
 
-use super::{Envelope, SourceProgress};
+use super::{Envelope, SourceCounts, SourceProgress};
 use crate::buffer::RingBuffer;
 use crate::telemetry::BatcherMetrics;
 
@@ -59,6 +63,8 @@ pub struct Batch {
     pub frame: Bytes,
     /// Per source with events in this batch, the position just past its last one.
     pub marks: Vec<(Arc<SourceProgress>, u64)>,
+    /// Its events per kind of source; they add up to `event_count`.
+    pub sources: SourceCounts,
 }
 
 impl Batch {
@@ -100,6 +106,7 @@ struct Open {
     next_sequence: u64,
     payload: Vec<u8>,
     count: u32,
+    sources: SourceCounts,
     marks: Vec<(Arc<SourceProgress>, u64)>,
     /// Index in `marks` of the last source seen: events of one source come in runs.
     last_mark: Option<usize>,
@@ -153,6 +160,7 @@ impl Open {
             self.deadline = Some(Instant::now() + self.config.flush_interval);
         }
         self.count += 1;
+        self.sources.add(envelope.source);
         self.mark(envelope.ack);
         if self.payload.len() >= self.config.max_batch_bytes {
             out.push((self.take(), FlushReason::Bytes));
@@ -179,6 +187,7 @@ impl Open {
             uncompressed_bytes: self.payload.len(),
             frame: Bytes::from(frame),
             marks: std::mem::take(&mut self.marks),
+            sources: std::mem::take(&mut self.sources),
         };
         self.payload.clear();
         // A batch far over the limit (one huge event) should not pin its allocation.
@@ -246,6 +255,7 @@ pub async fn run(
         next_sequence: config.first_sequence,
         payload: Vec::with_capacity(config.max_batch_bytes.min(1 << 20)),
         count: 0,
+        sources: SourceCounts::default(),
         marks: Vec::new(),
         last_mark: None,
         deadline: None,
@@ -292,189 +302,4 @@ pub async fn run(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // Tests may unwrap.
-mod tests {
-    use monitoring_common::Event;
-    use monitoring_common::protocol::{Limits, frame::decode_frame};
-
-    use super::*;
-    use crate::buffer::WhenFull;
-    use crate::telemetry::Telemetry;
-
-    fn config(events: usize, bytes: usize, interval_ms: u64) -> BatcherConfig {
-        BatcherConfig {
-            max_batch_events: events,
-            max_batch_bytes: bytes,
-            flush_interval: Duration::from_millis(interval_ms),
-            codec: Codec::Lz4,
-            stream_id: 42,
-            first_sequence: 1,
-        }
-    }
-
-    fn start(
-        config: BatcherConfig,
-    ) -> (
-        RingBuffer,
-        mpsc::Receiver<Batch>,
-        tokio::task::JoinHandle<()>,
-    ) {
-        let t = Telemetry::new();
-        let buffer = RingBuffer::new(10_000, WhenFull::Block, t.buffer.clone());
-        let (tx, rx) = mpsc::channel(64);
-        let task = tokio::spawn(run(buffer.clone(), config, tx, t.batcher.clone()));
-        (buffer, rx, task)
-    }
-
-    fn messages(batch: &Batch) -> Vec<String> {
-        let frame = decode_frame(&batch.frame, &Limits::default()).unwrap();
-        assert_eq!(frame.header.sequence, batch.sequence);
-        assert_eq!(frame.header.event_count, batch.event_count);
-        frame
-            .events
-            .into_iter()
-            .map(|e| match e.kind {
-                monitoring_common::EventKind::Log(l) => l.message,
-                other => panic!("unexpected {other:?}"),
-            })
-            .collect()
-    }
-
-    fn log(i: usize) -> Envelope {
-        Envelope::untracked(Event::log(i as i64, "t", format!("line {i}")))
-    }
-
-    #[tokio::test]
-    async fn flushes_by_event_count_and_on_close() {
-        let (buffer, mut rx, task) = start(config(3, 1 << 20, 60_000));
-        for i in 0..7 {
-            buffer.send(log(i)).await.unwrap();
-        }
-        buffer.close();
-        task.await.unwrap();
-        let mut batches = Vec::new();
-        while let Some(b) = rx.recv().await {
-            batches.push(b);
-        }
-        let counts: Vec<u32> = batches.iter().map(|b| b.event_count).collect();
-        assert_eq!(counts, vec![3, 3, 1]);
-        let seqs: Vec<u64> = batches.iter().map(|b| b.sequence).collect();
-        assert_eq!(seqs, vec![1, 2, 3]);
-        let all: Vec<String> = batches.iter().flat_map(messages).collect();
-        let expected: Vec<String> = (0..7).map(|i| format!("line {i}")).collect();
-        assert_eq!(all, expected);
-    }
-
-    #[tokio::test]
-    async fn flushes_by_bytes_without_crossing_the_limit() {
-        let one = {
-            let mut v = Vec::new();
-            encode_event(&log(0).event, &mut v);
-            v.len()
-        };
-        // Room for two and a half events: every batch holds exactly two.
-        let limit = one * 5 / 2;
-        let (buffer, mut rx, task) = start(config(1000, limit, 60_000));
-        for i in 0..6 {
-            buffer.send(log(i)).await.unwrap();
-        }
-        buffer.close();
-        task.await.unwrap();
-        let mut all = Vec::new();
-        while let Some(b) = rx.recv().await {
-            assert!(
-                b.uncompressed_bytes <= limit,
-                "{} > {limit}",
-                b.uncompressed_bytes
-            );
-            assert_eq!(b.event_count, 2);
-            all.extend(messages(&b));
-        }
-        assert_eq!(all.len(), 6);
-    }
-
-    #[tokio::test]
-    async fn an_event_over_the_byte_limit_travels_alone() {
-        let (buffer, mut rx, task) = start(config(1000, 16, 60_000));
-        buffer.send(log(1)).await.unwrap();
-        buffer
-            .send(Envelope::untracked(Event::log(2, "t", "x".repeat(100))))
-            .await
-            .unwrap();
-        buffer.close();
-        task.await.unwrap();
-        let a = rx.recv().await.unwrap();
-        let b = rx.recv().await.unwrap();
-        assert_eq!((a.event_count, b.event_count), (1, 1));
-        assert!(b.uncompressed_bytes > 100);
-        assert!(rx.recv().await.is_none());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn flush_interval_starts_at_the_first_event() {
-        let (buffer, mut rx, _task) = start(config(1000, 1 << 20, 1000));
-        tokio::time::sleep(Duration::from_millis(5_000)).await;
-        assert!(rx.try_recv().is_err(), "an empty batch must not be flushed");
-        let t0 = Instant::now();
-        buffer.send(log(1)).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        buffer.send(log(2)).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(590)).await;
-        assert!(rx.try_recv().is_err(), "flushed before the interval");
-        let batch = rx.recv().await.unwrap();
-        assert_eq!(Instant::now() - t0, Duration::from_millis(1000));
-        assert_eq!(batch.event_count, 2);
-        // The next batch's timer starts at its own first event.
-        tokio::time::sleep(Duration::from_millis(3_000)).await;
-        let t1 = Instant::now();
-        buffer.send(log(3)).await.unwrap();
-        let batch = rx.recv().await.unwrap();
-        assert_eq!(Instant::now() - t1, Duration::from_millis(1000));
-        assert_eq!(batch.sequence, 2);
-    }
-
-    #[tokio::test]
-    async fn marks_keep_the_largest_position_per_source() {
-        let (buffer, mut rx, task) = start(config(1000, 1 << 20, 60_000));
-        let a = SourceProgress::new(0);
-        let b = SourceProgress::new(0);
-        for (p, pos) in [(&a, 10), (&a, 20), (&b, 5), (&a, 30), (&b, 7)] {
-            buffer
-                .send(Envelope {
-                    event: Event::log(0, "f", "l"),
-                    ack: Some((p.clone(), pos)),
-                })
-                .await
-                .unwrap();
-        }
-        buffer.send(log(9)).await.unwrap();
-        buffer.close();
-        task.await.unwrap();
-        let batch = rx.recv().await.unwrap();
-        assert_eq!(batch.event_count, 6);
-        assert_eq!(batch.marks.len(), 2);
-        assert!(Arc::ptr_eq(&batch.marks[0].0, &a) && batch.marks[0].1 == 30);
-        assert!(Arc::ptr_eq(&batch.marks[1].0, &b) && batch.marks[1].1 == 7);
-        // Nothing moves until the transport says so.
-        assert_eq!((a.acked(), b.acked()), (0, 0));
-        batch.apply_marks();
-        assert_eq!((a.acked(), b.acked()), (30, 7));
-    }
-
-    #[tokio::test]
-    async fn frames_carry_the_configured_codec_and_stream() {
-        for codec in Codec::ALL {
-            let (buffer, mut rx, task) = start(BatcherConfig {
-                codec,
-                ..config(10, 1 << 20, 60_000)
-            });
-            buffer.send(log(1)).await.unwrap();
-            buffer.close();
-            task.await.unwrap();
-            let batch = rx.recv().await.unwrap();
-            let frame = decode_frame(&batch.frame, &Limits::default()).unwrap();
-            assert_eq!(frame.header.codec, codec);
-            assert_eq!(frame.header.stream_id, 42);
-        }
-    }
-}
+mod tests;

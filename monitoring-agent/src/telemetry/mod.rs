@@ -6,8 +6,18 @@
 //! Counters are named without their `_total` suffix: the encoder appends it.
 //!
 //! Every event the agent gives up on is counted in one family,
-//! `monitoring_agent_events_dropped_total{reason}`, so that a single alert covers
-//! every way of losing data by policy. Its reasons are the [`DropReason`] values.
+//! `monitoring_agent_events_dropped_total{reason, source}`, so that a single alert
+//! covers every way of losing data by policy. Its reasons are the [`DropReason`]
+//! values, its sources the [`Source`](crate::pipeline::Source) values, and every pair exists (at zero) from
+//! the start so that alerts and rates work before the first drop.
+//!
+//! The per-source accounting ([`SourceMetrics`]) follows each event through the agent:
+//! `events_read_total{source}` when a source hands it to the ring buffer,
+//! `events_sent_total{source}` for each write to the collector (resends included),
+//! `events_acked_total{source}` once when it is committed. Within one run of the agent,
+//! once nothing is buffered or in flight: `read == acked + dropped` (all reasons) for
+//! every source. Per-source counters are handles made once per source, so counting on
+//! the hot path is an array index and an atomic add, never a label lookup.
 
 use std::sync::Arc;
 
@@ -17,6 +27,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+mod accounting;
+
+pub use accounting::{DropReason, DroppedEvents, PerSource, SourceMetrics};
+
 use crate::buffer::disk::SpoolMetrics;
 use crate::collectors::logs::FileMetrics;
 
@@ -24,66 +38,8 @@ use crate::collectors::logs::FileMetrics;
 /// always `'static` strings from a closed list, so cardinality stays bounded.
 pub type OneLabel = [(&'static str, &'static str); 1];
 
-/// Why events were dropped; the `reason` label of `monitoring_agent_events_dropped_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DropReason {
-    /// The buffer was full under `when_full = "drop_oldest"`: the oldest event made room.
-    DropOldest,
-    /// The buffer was full under `when_full = "drop_newest"`: the new event was refused.
-    DropNewest,
-    /// The buffer was full under `when_full = "block"` and a source that must not block
-    /// (host metrics) skipped its sample.
-    SampleSkipped,
-    /// The collector rejected the batch for good (malformed, over a limit).
-    Rejected,
-    /// The disk spool was full under `when_full = "drop_newest"`: the batch was refused.
-    SpoolFull,
-    /// The disk spool was full under `when_full = "drop_oldest"`: its oldest segment
-    /// was deleted (events in flight from it may still arrive).
-    SpoolDropOldest,
-}
-
-impl DropReason {
-    /// Every reason, so that each series exists (at zero) from the start.
-    pub const ALL: [DropReason; 6] = [
-        DropReason::DropOldest,
-        DropReason::DropNewest,
-        DropReason::SampleSkipped,
-        DropReason::Rejected,
-        DropReason::SpoolFull,
-        DropReason::SpoolDropOldest,
-    ];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DropReason::DropOldest => "drop_oldest",
-            DropReason::DropNewest => "drop_newest",
-            DropReason::SampleSkipped => "sample_skipped",
-            DropReason::Rejected => "rejected",
-            DropReason::SpoolFull => "spool_full",
-            DropReason::SpoolDropOldest => "spool_drop_oldest",
-        }
-    }
-}
-
-/// The counter of dropped events, shared by every component that may drop.
-#[derive(Debug, Clone, Default)]
-pub struct DroppedEvents(Family<OneLabel, Counter>);
-
-impl DroppedEvents {
-    /// Counts `n` events dropped for `reason`.
-    pub fn add(&self, reason: DropReason, n: u64) {
-        self.0
-            .get_or_create(&[("reason", reason.as_str())])
-            .inc_by(n);
-    }
-
-    /// Events dropped so far for `reason`.
-    pub fn get(&self, reason: DropReason) -> u64 {
-        self.0.get_or_create(&[("reason", reason.as_str())]).get()
-    }
-}
+/// Label set of two-label families: `[("reason", r), ("source", s)]`.
+pub type TwoLabels = [(&'static str, &'static str); 2];
 
 /// Metrics of the ring buffer.
 #[derive(Debug, Clone, Default)]
@@ -96,8 +52,10 @@ pub struct BufferMetrics {
     pub capacity_events: Gauge,
     /// Times a sender had to wait for room (backpressure reaching the sources).
     pub blocked_sends: Counter,
-    /// Events dropped by the `when_full` policy.
+    /// Events dropped by the `when_full` policy, and skipped samples.
     pub dropped: DroppedEvents,
+    /// Events each source handed over (accepted or dropped by the policy).
+    pub read: PerSource,
 }
 
 /// Metrics of the batcher.
@@ -142,6 +100,10 @@ pub struct TransportMetrics {
     pub ack_latency_seconds: Histogram,
     /// Events rejected by the collector, counted with the other drops.
     pub dropped: DroppedEvents,
+    /// Events sent, by source (resends included).
+    pub sent_by_source: PerSource,
+    /// Events acknowledged, by source.
+    pub acked_by_source: PerSource,
 }
 
 impl Default for TransportMetrics {
@@ -161,6 +123,8 @@ impl Default for TransportMetrics {
             // 1 ms to ~65 s: a local commit to a collector under heavy backpressure.
             ack_latency_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
             dropped: DroppedEvents::default(),
+            sent_by_source: PerSource::default(),
+            acked_by_source: PerSource::default(),
         }
     }
 }
@@ -170,12 +134,11 @@ impl Default for TransportMetrics {
 pub struct HostMetrics {
     /// Samples taken.
     pub collections: Counter,
-    /// Samples skipped because the buffer was full (their events count as dropped).
+    /// Samples skipped because the buffer was full (the buffer counts their events as
+    /// dropped, reason `sample_skipped`).
     pub skipped_samples: Counter,
     /// Seconds one sample took to collect.
     pub collection_seconds: Histogram,
-    /// Events skipped with their samples, counted with the other drops.
-    pub dropped: DroppedEvents,
 }
 
 impl Default for HostMetrics {
@@ -184,7 +147,6 @@ impl Default for HostMetrics {
             collections: Counter::default(),
             skipped_samples: Counter::default(),
             collection_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
-            dropped: DroppedEvents::default(),
         }
     }
 }
@@ -207,6 +169,8 @@ pub struct Telemetry {
     pub spool: SpoolMetrics,
     /// The shared dropped-events counter.
     pub dropped: DroppedEvents,
+    /// The per-source accounting (read, sent, acknowledged).
+    pub sources: SourceMetrics,
     /// Configuration reloads (SIGHUP), by `result` (`ok`, `error`).
     pub config_reloads: Family<OneLabel, Counter>,
 }
@@ -222,20 +186,20 @@ impl Telemetry {
     pub fn new() -> Telemetry {
         let mut registry = Registry::default();
         let dropped = DroppedEvents::default();
-        for reason in DropReason::ALL {
-            dropped.add(reason, 0);
-        }
         registry.register(
             "monitoring_agent_events_dropped",
-            "Events the agent gave up on, by reason (buffer policy, skipped sample, rejected by the collector)",
-            dropped.0.clone(),
+            "Events the agent gave up on, by reason (buffer policy, skipped sample, rejected by the collector, spool full) and source",
+            dropped.family(),
         );
+        let sources = SourceMetrics::default();
+        let r = &mut registry;
+        accounting::register_sources(r, &sources);
 
         let buffer = BufferMetrics {
             dropped: dropped.clone(),
+            read: sources.read.clone(),
             ..BufferMetrics::default()
         };
-        let r = &mut registry;
         r.register(
             "monitoring_agent_buffer_received_events",
             "Events accepted into the ring buffer",
@@ -281,14 +245,13 @@ impl Telemetry {
 
         let transport = TransportMetrics {
             dropped: dropped.clone(),
+            sent_by_source: sources.sent.clone(),
+            acked_by_source: sources.acked.clone(),
             ..TransportMetrics::default()
         };
         register_transport(r, &transport);
 
-        let host = HostMetrics {
-            dropped: dropped.clone(),
-            ..HostMetrics::default()
-        };
+        let host = HostMetrics::default();
         r.register(
             "monitoring_agent_host_collections",
             "Host metric samples taken",
@@ -335,6 +298,7 @@ impl Telemetry {
             files,
             spool,
             dropped,
+            sources,
             config_reloads,
         }
     }
@@ -436,26 +400,62 @@ fn register_transport(r: &mut Registry, t: &TransportMetrics) {
 #[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::*;
+    use crate::pipeline::Source;
 
     #[test]
     fn every_metric_renders_with_its_suffix() {
         let t = Telemetry::new();
-        t.buffer.dropped.add(DropReason::DropNewest, 3);
+        t.buffer
+            .dropped
+            .add(DropReason::DropNewest, Source::File, 3);
         t.transport.acked_batches.inc();
+        t.sources.read.add(Source::File, 5);
+        t.transport.sent_by_source.add(Source::HostMetrics, 7);
+        t.transport.acked_by_source.inc(Source::File);
         let text = t.encode();
         assert!(
-            text.contains("monitoring_agent_events_dropped_total{reason=\"drop_newest\"} 3"),
+            text.contains(
+                "monitoring_agent_events_dropped_total{reason=\"drop_newest\",source=\"file\"} 3"
+            ),
             "{text}"
         );
-        assert!(text.contains("monitoring_agent_events_dropped_total{reason=\"rejected\"} 0"));
+        // Every (reason, source) pair exists from the start.
+        for reason in DropReason::ALL {
+            for source in Source::ALL {
+                let series = format!(
+                    "monitoring_agent_events_dropped_total{{reason=\"{}\",source=\"{}\"}} ",
+                    reason.as_str(),
+                    source.as_str()
+                );
+                assert!(text.contains(&series), "{series} missing:\n{text}");
+            }
+        }
+        for name in ["read", "sent", "acked"] {
+            for source in Source::ALL {
+                let series = format!(
+                    "monitoring_agent_events_{name}_total{{source=\"{}\"}} ",
+                    source.as_str()
+                );
+                assert!(text.contains(&series), "{series} missing:\n{text}");
+            }
+        }
+        assert!(text.contains("monitoring_agent_events_read_total{source=\"file\"} 5"));
+        assert!(text.contains("monitoring_agent_events_sent_total{source=\"host_metrics\"} 7"));
+        assert!(text.contains("monitoring_agent_events_acked_total{source=\"file\"} 1"));
         assert!(text.contains("monitoring_agent_transport_acked_batches_total 1"));
         assert!(text.contains("monitoring_agent_transport_ack_latency_seconds_bucket"));
         assert!(text.contains("monitoring_agent_buffer_events "));
-        assert!(text.contains("monitoring_agent_events_dropped_total{reason=\"spool_full\"} 0"));
         assert!(text.contains("monitoring_agent_spool_records_corrupt_total 0"));
         assert!(text.contains("monitoring_agent_spool_bytes 0"));
         assert!(text.contains("monitoring_agent_config_reloads_total{result=\"error\"} 0"));
         // The buffer and the transport count into the same family.
         assert_eq!(t.dropped.get(DropReason::DropNewest), 3);
+        assert_eq!(
+            t.dropped.get_source(DropReason::DropNewest, Source::File),
+            3
+        );
+        assert_eq!(t.dropped.total_for(Source::HostMetrics), 0);
+        // And the read counter handed to the buffer is the registered one.
+        assert_eq!(t.buffer.read.get(Source::File), 5);
     }
 }
