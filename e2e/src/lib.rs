@@ -21,11 +21,15 @@ mod agent;
 mod collector;
 mod http;
 mod lines;
+mod proxy;
+mod spool_files;
 
 pub use agent::*;
 pub use collector::*;
 pub use http::*;
 pub use lines::*;
+pub use proxy::*;
+pub use spool_files::*;
 
 /// The directory holding the workspace's binaries (`target/debug`).
 pub fn bin_dir() -> PathBuf {
