@@ -22,12 +22,16 @@ mod collector;
 mod http;
 mod lines;
 mod metrics;
+mod proxy;
+mod spool_files;
 
 pub use agent::*;
 pub use collector::*;
 pub use http::*;
 pub use lines::*;
 pub use metrics::*;
+pub use proxy::*;
+pub use spool_files::*;
 
 /// The directory holding the workspace's binaries (`target/debug`).
 pub fn bin_dir() -> PathBuf {

@@ -1,7 +1,8 @@
 //! End to end, one test per rotation form, each under load (a thread writes numbered
-//! lines continuously while the test rotates): truncate-and-rewrite, delete while
-//! open, a retargeted symlink, a rotation storm, rotation while the agent is stopped,
-//! and inode reuse after a delete. Nothing may be lost (truncation loses only what
+//! lines continuously while the test rotates): truncate-and-rewrite (after the agent
+//! caught up, and while it is far behind), delete while open, a retargeted symlink, a
+//! rotation storm, rotation while the agent is stopped, and inode reuse after a delete
+//! (while the agent runs, and while it is stopped). Nothing may be lost (truncation loses only what
 //! the agent's own metric says was unread) and, where the design promises it,
 //! nothing is read twice.
 //!
@@ -17,8 +18,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use monitoring_e2e::{
-    Agent, AgentOptions, Collector, ContinuousWriter, Tally, agent_metric, loghub_lines,
-    numbered_line, sigterm, wait_for_all, wait_until,
+    Agent, AgentOptions, Collector, ContinuousWriter, LineWriter, Tally, WriterState, agent_metric,
+    loghub_lines, numbered_line, sigterm, tally, wait_for_all, wait_until,
 };
 
 /// How long every line has to arrive once writing stopped.
@@ -113,6 +114,27 @@ impl Rig {
 /// Lets the writer run for `d`.
 fn run_for(d: Duration) {
     thread::sleep(d);
+}
+
+fn inode(path: &Path) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap())
+}
+
+/// Creates the writer's file again (it was deleted and closed) until it gets inode
+/// `old`. ext4 hands out the lowest free inode of the group, which may be below `old`:
+/// each such file is renamed out of the patterns and kept, taking that inode, until
+/// `old` is the lowest free one. Returns whether it was reused, and the attempts.
+fn recreate_with_inode(s: &mut WriterState, logs: &Path, old: u64) -> (bool, u32) {
+    for attempt in 1..=500 {
+        s.reopen().unwrap();
+        if inode(&s.path) == old {
+            return (true, attempt);
+        }
+        s.close();
+        std::fs::rename(&s.path, logs.join(format!("filler-{attempt}"))).unwrap();
+    }
+    s.reopen().unwrap();
+    (false, 500)
 }
 
 /// Truncated in place with no copy kept. The test pauses the writer and waits until
@@ -299,8 +321,8 @@ fn rotation_while_the_agent_is_stopped_loses_and_repeats_nothing() {
 }
 
 /// A file is deleted; once the agent has read it to its end and closed it (the
-/// inode is free), a new file is created under the same name, which on ext4 usually
-/// gets the same inode. The checkpoint of the old content must not make the agent
+/// inode is free), a new file is created under the same name with the same inode
+/// ([`recreate_with_inode`]). The checkpoint of the old content must not make the agent
 /// resume the new file at the old offset. Which case ran is printed: the filesystem
 /// may hand out another inode, and then the test still checks the delete.
 #[test]
@@ -312,7 +334,7 @@ fn inode_reuse_after_delete_reads_the_new_file_from_the_start() {
     run_for(Duration::from_millis(1_500));
     let reused = {
         let mut s = w.pause();
-        let old = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&app).unwrap());
+        let old = inode(&app);
         std::fs::remove_file(&app).unwrap();
         s.close();
         // The agent holds the deleted file until it has read it to its end and it
@@ -321,13 +343,9 @@ fn inode_reuse_after_delete_reads_the_new_file_from_the_start() {
             agent_metric(&rig.agent, "monitoring_agent_file_open_files") == Some(0.0)
         })
         .unwrap_or_else(|e| panic!("{e}; agent log:\n{}", rig.agent.log()));
-        s.reopen().unwrap();
-        let new = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&app).unwrap());
-        println!(
-            "inode reuse: old inode {old}, new inode {new}, reused: {}",
-            old == new
-        );
-        old == new
+        let (reused, attempts) = recreate_with_inode(&mut s, &rig.logs, old);
+        println!("inode reuse: inode {old} reused: {reused} after {attempts} creations");
+        reused
     };
     run_for(Duration::from_millis(1_500));
     let (total, _) = w.finish().unwrap();
@@ -346,4 +364,126 @@ fn inode_reuse_after_delete_reads_the_new_file_from_the_start() {
         0,
         "the new file is new content, not a truncation of the old one"
     );
+}
+
+/// Truncated in place while the agent is far behind: the collector is down, so the
+/// agent has read a burst only until its buffer filled (`when_full = "block"`), and
+/// the file is truncated and rewritten under it. What it had not read is gone, and
+/// the agent must say exactly how much: the bytes of the lines that never arrived
+/// equal `truncated_unread_bytes`. The burst appears whole (renamed into place) so
+/// that the size the agent measured is the size that was truncated.
+#[test]
+fn truncation_while_the_agent_is_behind_loses_exactly_what_it_reports_unread() {
+    let _serial = serial();
+    let mut rig = Rig::start("behind", "app.log");
+    rig.collector.kill();
+    let app = rig.logs.join("app.log");
+    let burst: u64 = 40_000;
+    let staged = rig.logs.join("burst.tmp");
+    LineWriter::open(&staged)
+        .unwrap()
+        .write_lines((0..burst).map(|n| numbered_line(&rig.corpus, n)))
+        .unwrap();
+    let burst_bytes = std::fs::metadata(&staged).unwrap().len();
+    std::fs::rename(&staged, &app).unwrap();
+    let mut last = 0;
+    wait_until("the agent to stall behind the end", DEADLINE, || {
+        thread::sleep(Duration::from_millis(1_000));
+        let now = rig.metric("monitoring_agent_file_read_bytes");
+        let stalled = now > 0 && now == last;
+        last = now;
+        stalled
+    })
+    .unwrap_or_else(|e| panic!("{e}; agent log:\n{}", rig.agent.log()));
+    assert!(last < burst_bytes, "the agent read the whole burst");
+
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&app)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let after: u64 = 2_000;
+    let total = burst + after;
+    LineWriter::open(&app)
+        .unwrap()
+        .write_lines((burst..total).map(|n| numbered_line(&rig.corpus, n)))
+        .unwrap();
+    rig.collector.restart().unwrap();
+    // The lines written after the truncation come last: once they are in, everything
+    // that will arrive has.
+    wait_until("the lines written after the truncation", DEADLINE, || {
+        let t = tally(&rig.collector.all_log_messages().unwrap(), total);
+        t.missing.iter().all(|&n| n < burst)
+    })
+    .unwrap_or_else(|e| panic!("{e}; agent log:\n{}", rig.agent.log()));
+    let t = tally(&rig.collector.all_log_messages().unwrap(), total);
+    let unread = rig.metric("monitoring_agent_file_truncated_unread_bytes");
+    let lost: u64 = t
+        .missing
+        .iter()
+        .map(|&n| numbered_line(&rig.corpus, n).len() as u64 + 1)
+        .sum();
+    println!(
+        "truncation while behind: read {last} of {burst_bytes} bytes when truncated; expected \
+         {total} missing {} ({lost} bytes) duplicates {}; the agent reports {unread} bytes unread",
+        t.missing.len(),
+        t.duplicates
+    );
+    assert!(unread > 0, "the agent was behind: something was unread");
+    assert_eq!(
+        lost, unread,
+        "lines lost do not match the bytes reported unread"
+    );
+    // What is lost is the end of the burst, and only that.
+    assert_eq!(
+        t.missing.first().map(|&n| burst - n),
+        Some(t.missing.len() as u64)
+    );
+    assert_eq!(rig.metric("monitoring_agent_file_truncations"), 1);
+    assert_eq!(t.duplicates, 0, "lines read twice");
+}
+
+/// A file is deleted and another created under the same name while the agent is
+/// stopped, with the old one's inode ([`recreate_with_inode`]; a filesystem that
+/// never hands it out again is reported, and the test still checks the replacement). The new file is longer than the old
+/// checkpoint: a checkpoint found by (device, inode) alone would resume in its middle.
+/// The new file must be read from its start, as new content.
+#[test]
+fn inode_reuse_while_the_agent_is_stopped_reads_the_new_file_from_the_start() {
+    let _serial = serial();
+    let mut rig = Rig::start("inode-stopped", "app.log");
+    let app = rig.logs.join("app.log");
+    let w = rig.writer(&app);
+    run_for(Duration::from_millis(1_500));
+    let reused = {
+        let mut s = w.pause();
+        rig.wait_read(s.bytes);
+        sigterm(&rig.agent.child);
+        let status = rig.agent.child.wait().unwrap();
+        assert!(status.success(), "agent exited with {status} on SIGTERM");
+        let old = inode(&app);
+        s.close();
+        std::fs::remove_file(&app).unwrap();
+        let (reused, attempts) = recreate_with_inode(&mut s, &rig.logs, old);
+        println!(
+            "inode reuse while stopped: inode {old} reused: {reused} after {attempts} creations"
+        );
+        reused
+    };
+    // Longer than the old content before the agent is back.
+    run_for(Duration::from_millis(2_500));
+    rig.agent.restart().unwrap();
+    run_for(Duration::from_millis(1_000));
+    let (total, _) = w.finish().unwrap();
+    let t = rig.tally(
+        if reused {
+            "inode-reuse-stopped (inode reused)"
+        } else {
+            "inode-reuse-stopped (inode not reused by this filesystem)"
+        },
+        total,
+    );
+    rig.assert_complete(&t);
+    assert_eq!(t.duplicates, 0, "lines read twice");
 }

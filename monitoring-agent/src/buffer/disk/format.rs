@@ -184,6 +184,14 @@ pub fn read_record(file: &File, offset: u64, limit: u64) -> io::Result<Read> {
     })
 }
 
+/// Where the record at `offset` would end if its header is plausible (magic, and a
+/// length that fits before `limit`), whether or not its body matches its checksum.
+/// A record that is whole but fails its checksum was damaged after it was written; one
+/// whose header is missing or runs past `limit` was cut short.
+pub fn record_end(file: &File, offset: u64, limit: u64) -> io::Result<Option<u64>> {
+    Ok(read_header(file, offset, limit)?.map(|(_, len, _)| offset + HEADER_LEN + u64::from(len)))
+}
+
 /// Reads and checks a record header: magic, and a length that fits before `limit`.
 /// Returns the version, body length and checksum; `None` if they are not plausible.
 fn read_header(file: &File, offset: u64, limit: u64) -> io::Result<Option<(Version, u32, u32)>> {

@@ -22,8 +22,8 @@
 //! - On start, [`open`] resumes from the ledger: records not acknowledged are sent
 //!   again with their original stream id and sequence (the collector removes
 //!   duplicates). A torn record at the end of the last segment (a crash mid-write) is
-//!   cut off and counted; a corrupt record elsewhere is skipped by the reader and
-//!   counted; a file that is not the spool's is ignored with a warning. Nothing here
+//!   cut off and counted; a corrupt record (damaged bytes in a whole record, the last
+//!   one included) is skipped by the reader, counted and logged as lost; a file that is not the spool's is ignored with a warning. Nothing here
 //!   panics or needs a human to delete the spool (LESSONS #6).
 //! - When `max_bytes` is reached the `[buffer] when_full` policy applies: `block`
 //!   waits (backpressure to the sources), `drop_newest` discards the incoming batch
@@ -205,6 +205,11 @@ pub struct Shared {
     progress: Arc<SourceProgress>,
     /// End positions of records handed to the transport and not yet seen acknowledged.
     sent: Mutex<VecDeque<u64>>,
+    /// Regions `[from, to)` the reader skipped as corrupt, in order. Nothing in them is
+    /// ever acknowledged, so once everything before one is, the acknowledged position
+    /// steps over it: otherwise damage at the very end of the spool would keep its
+    /// segment, and be skipped and counted again after every restart.
+    skipped: Mutex<VecDeque<(u64, u64)>>,
     ledger: Ledger,
     metrics: SpoolMetrics,
 }
@@ -267,10 +272,36 @@ impl Shared {
         self.metrics.records_sent.inc();
     }
 
+    /// Records a region skipped as corrupt; one record fewer is pending.
+    fn note_skipped(&self, from: u64, to: u64) {
+        lock(&self.skipped).push_back((from, to));
+        self.metrics.records_corrupt.inc();
+        let mut st = lock(&self.state);
+        // It was counted as pending when written (or at start) and will never be
+        // acknowledged. A region of several damaged records is taken for one, so the
+        // gauge may stay above 0 then.
+        st.records = (st.records - 1).max(0);
+        self.update_gauges(&st);
+    }
+
+    /// Moves the acknowledged position over skipped regions that everything before
+    /// has been acknowledged up to.
+    fn step_over_skipped(&self) {
+        let mut skipped = lock(&self.skipped);
+        while let Some(&(from, to)) = skipped.front() {
+            if from > self.progress.acked() {
+                break;
+            }
+            self.progress.advance(to);
+            skipped.pop_front();
+        }
+    }
+
     /// Counts acknowledged records and deletes the segments entirely behind the
     /// acknowledged position (never the one being written). Returns how many were
     /// deleted.
     pub fn reclaim(&self) -> usize {
+        self.step_over_skipped();
         let acked = self.progress.acked();
         let mut newly_acked = 0i64;
         {

@@ -93,6 +93,7 @@ pub fn open(options: SpoolOptions, metrics: SpoolMetrics) -> Result<Spool, Spool
         data: Condvar::new(),
         progress: SourceProgress::new(acked),
         sent: Mutex::new(VecDeque::new()),
+        skipped: Mutex::new(VecDeque::new()),
         ledger,
         metrics,
     });
@@ -180,9 +181,19 @@ fn clip_overlaps(segments: &mut BTreeMap<u64, u64>) {
     }
 }
 
-/// Walks the last non-empty segment; if it ends in bytes that are no valid record and no valid
-/// record follows them (a write cut short by a crash), cuts them off. Returns the
-/// length kept. Corruption followed by valid records is left for the reader to skip.
+/// Walks the last non-empty segment; if it ends in bytes that are no whole record and
+/// no valid record follows them (a write cut short by a crash), cuts them off. Returns
+/// the length kept.
+///
+/// A whole record that fails its checksum is not torn: its write completed, so its
+/// sources' checkpoints may have moved past it (with `sync = "batch"` they did), and
+/// its lines exist nowhere else. It is left for the reader, which skips it, counts it
+/// in `records_corrupt` and logs it: a loss an operator must see, not a torn write
+/// whose lines are read again. (A record whose header was damaged, or whose length
+/// fits only because a crash extended the file with garbage, cannot be told from a
+/// torn one by its bytes; the former is then counted as a torn tail, the latter as
+/// corrupt though its lines are read again.) Corruption followed by valid records is
+/// likewise left for the reader.
 fn cut_torn_tail(
     dir: &Path,
     base: u64,
@@ -204,6 +215,13 @@ fn cut_torn_tail(
                 match format::resync(&file, offset + 1, len).map_err(io_err(&path, "read"))? {
                     Some(next) => offset = next,
                     None => {
+                        if let Some(end) =
+                            format::record_end(&file, offset, len).map_err(io_err(&path, "read"))?
+                        {
+                            // Whole but damaged: the reader skips and counts it.
+                            offset = end;
+                            continue;
+                        }
                         file.set_len(offset)
                             .and_then(|()| file.sync_all())
                             .map_err(io_err(&path, "truncate the torn end of"))?;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use monitoring_common::protocol::frame::FrameHeader;
 use tokio_tungstenite::tungstenite::Bytes;
-use tracing::warn;
+use tracing::{error, warn};
 
 use super::format::{self, Read};
 use super::{Shared, lock};
@@ -101,8 +101,9 @@ impl Reader {
                         Ok(r) => r,
                         Err(error) => return self.read_failed(base, &error),
                     };
-                    self.corrupt(base, self.pos, "bad magic, length or checksum");
+                    let at = self.pos;
                     self.pos = base + resume.unwrap_or(limit);
+                    self.corrupt(base, at, "bad magic, length or checksum");
                 }
                 Ok(Read::End) => self.pos = base + limit,
                 Err(error) => return self.read_failed(base, &error),
@@ -152,10 +153,12 @@ impl Reader {
         Next::Idle
     }
 
+    /// Counts and logs the corrupt region from `at` to the current position.
     fn corrupt(&self, base: u64, at: u64, what: &str) {
-        self.shared.metrics.records_corrupt.inc();
-        warn!(
-            message = "Skipping a corrupt spool record.",
+        self.shared.note_skipped(at, self.pos);
+        // Its lines were spooled, so their checkpoints may have moved past them: lost.
+        error!(
+            message = "Skipping a corrupt spool record; the events in it are lost.",
             segment = %format::segment_file_name(base),
             offset = at - base,
             what,

@@ -268,6 +268,58 @@ fn a_corrupt_record_in_the_middle_is_skipped_and_counted() {
 }
 
 #[test]
+fn a_whole_last_record_that_fails_its_checksum_is_corrupt_not_torn() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = metrics();
+    let src = SourceProgress::new(0);
+    {
+        let mut spool = open(
+            options(dir.path(), 1 << 20, 1 << 20, WhenFull::Block),
+            m.clone(),
+        )
+        .unwrap();
+        for seq in 1..=3 {
+            spool
+                .writer
+                .push(batch(1, seq, 1, &src, seq), &never)
+                .unwrap();
+        }
+        spool.writer.flush(&never).unwrap();
+    }
+    // A flipped byte in the body of the last record, which was whole and synced (its
+    // source moved past it), then half a record from a crash during the next write.
+    let seg = segment_files(dir.path()).remove(0);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let whole = bytes.len();
+    bytes[whole - 3] ^= 0xff;
+    let mut rec = Vec::new();
+    format::encode(&[5u8; 64], &SourceCounts::default(), &mut rec);
+    bytes.extend_from_slice(&rec[..30]);
+    std::fs::write(&seg, &bytes).unwrap();
+
+    let mut spool = open(
+        options(dir.path(), 1 << 20, 1 << 20, WhenFull::Block),
+        m.clone(),
+    )
+    .unwrap();
+    assert_eq!(m.torn_tails.get(), 1, "the half record is torn");
+    assert_eq!(
+        std::fs::metadata(&seg).unwrap().len(),
+        whole as u64,
+        "only the half record is cut off"
+    );
+    let got = drain(&mut spool);
+    assert_eq!(ids(&got), vec![(1, 1), (1, 2)]);
+    assert_eq!(m.records_corrupt.get(), 1, "the damaged record is counted");
+    // Once the rest is acknowledged the gauge shows nothing pending.
+    for b in &got {
+        b.apply_marks();
+    }
+    spool.shared.reclaim();
+    assert_eq!(m.records.get(), 0);
+}
+
+#[test]
 fn the_ledger_resumes_after_the_acknowledged_records() {
     let dir = tempfile::tempdir().unwrap();
     let src = SourceProgress::new(0);

@@ -31,8 +31,9 @@ pub struct FileMetrics {
     /// Files seen truncated (or rewritten from the start) while open or since their
     /// checkpoint; they are read again from zero.
     pub truncations: Counter,
-    /// Bytes that were not read yet when their file was truncated; recovered only if
-    /// the copy of a copy-truncate rotation matches the patterns.
+    /// Bytes not yet handed over as lines (unread, or the start of a line whose end
+    /// was not read) when their file was truncated; recovered only if the copy of a
+    /// copy-truncate rotation matches the patterns.
     pub truncated_unread_bytes: Counter,
     /// Files recognised as copies of content already being read (same fingerprint),
     /// and so not read again.
@@ -88,7 +89,7 @@ impl FileMetrics {
             ),
             (
                 "monitoring_agent_file_truncated_unread_bytes",
-                "Bytes not yet read when their file was truncated (recovered only from a copy that matches the patterns)",
+                "Bytes not yet read as whole lines when their file was truncated (recovered only from a copy that matches the patterns)",
                 &self.truncated_unread_bytes,
             ),
             (

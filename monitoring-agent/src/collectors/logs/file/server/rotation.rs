@@ -40,7 +40,10 @@ impl Server {
         let Some(mut tail) = self.tails.remove(&key) else {
             return;
         };
-        let unread = tail.size.saturating_sub(tail.splitter.position());
+        // Counted from the end of the last line handed over, not from the read
+        // position: the start of a line read but not yet ended (a read chunk stops
+        // mid-line) is dropped with the old content too.
+        let unread = tail.size.saturating_sub(tail.emitted);
         self.metrics.truncations.inc();
         self.metrics.truncated_unread_bytes.inc_by(unread);
         info!(

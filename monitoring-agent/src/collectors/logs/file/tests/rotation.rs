@@ -204,3 +204,31 @@ async fn deleted_file_is_read_to_its_end_then_closed() {
     assert_eq!(h.metrics.rotations.get(), 1);
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_cut_by_a_truncation_counts_as_unread() {
+    let (logs, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = logs.path().join("a.log");
+    append(&a, "first\nthe start of a line");
+    let mut config = test_config(&[pattern(logs.path(), "*.log")]);
+    config.partial_line_timeout_ms = 600_000;
+    let mut h = Harness::start(config, state.path());
+    assert_eq!(messages(&h.recv(1).await), vec!["first"]);
+    h.quiet().await;
+    // Truncated before the line ended: its start was read, never handed over, and is
+    // gone with the old content.
+    OpenOptions::new()
+        .write(true)
+        .open(&a)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&a, "new\n");
+    assert_eq!(messages(&h.recv(1).await), vec!["new"]);
+    assert_eq!(h.metrics.truncations.get(), 1);
+    assert_eq!(
+        h.metrics.truncated_unread_bytes.get(),
+        "the start of a line".len() as u64
+    );
+    h.stop().await;
+}
