@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The end-to-end tests start the binaries from target/debug: build them first.
-cargo build --workspace --bins
+# The end-to-end tests start the binaries from target/debug: build them first, with
+# every feature (the journald test needs an agent that reads the journal; the default
+# build links no C library).
+cargo build --workspace --bins --all-features
 cargo test --workspace --all-features --exclude monitoring-e2e "$@"
 cargo test -p monitoring-e2e --all-features "$@" -- --show-output

@@ -20,11 +20,13 @@ use anyhow::{Context, Result, bail};
 mod agent;
 mod collector;
 mod http;
+mod journal;
 mod lines;
 
 pub use agent::*;
 pub use collector::*;
 pub use http::*;
+pub use journal::*;
 pub use lines::*;
 
 /// The directory holding the workspace's binaries (`target/debug`).
