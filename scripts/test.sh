@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 # The C libraries of the optional sources and the real servers the tests use.
 scripts/deps.sh
 
-# The end-to-end tests start the binaries from target/debug: build them first.
-cargo build --workspace --bins
+# The end-to-end tests start the binaries from target/debug: build them first, with
+# every feature (the journald and traffic tests need an agent built with them; the
+# default build links no C library).
+cargo build --workspace --bins --all-features
 cargo test --workspace --all-features --exclude monitoring-e2e "$@"
 cargo test -p monitoring-e2e --all-features "$@" -- --show-output

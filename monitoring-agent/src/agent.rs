@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! file tailer ─┐
+//! journald ────┤
 //!              ├─► ring buffer ─► batcher ─► [disk spool] ─► transport ─► collector
 //! host metrics ┘                                                │ acks
 //!   ▲ SourceProgress ◄──────────────────────────────────────────┘
@@ -34,6 +35,7 @@ use tracing::{error, info, warn};
 use crate::buffer::RingBuffer;
 use crate::buffer::disk::{self, SpoolOptions};
 use crate::collectors::logs::file::FileReloader;
+use crate::collectors::logs::journald::{self, JournaldError};
 use crate::collectors::logs::{self, FileSourceError};
 use crate::collectors::metrics::host;
 use crate::config::AgentConfig;
@@ -75,6 +77,14 @@ pub enum AgentError {
         agent_id: String,
         /// The cause.
         source: FileSourceError,
+    },
+    /// The journald source failed.
+    #[error("agent {agent_id}: {source}")]
+    Journald {
+        /// The agent.
+        agent_id: String,
+        /// The cause.
+        source: JournaldError,
     },
     /// The disk spool could not be opened.
     #[error("agent {agent_id}: {source}")]
@@ -260,6 +270,15 @@ pub async fn run_reloadable(
     };
     let (task, mut files_reloader) = spawn_files(&config);
     let mut files_task: Option<JoinHandle<Result<(), FileSourceError>>> = Some(task);
+    // The journald source is not reloaded: a change of its table needs a restart.
+    let mut journald_task = journald::spawn(
+        &config.collectors.logs,
+        &config.state.dir,
+        buffer.clone(),
+        telemetry.journald.clone(),
+        &stop_reading,
+        &stop_all,
+    );
     let spawn_host =
         |config: &AgentConfig| HostSource::spawn(config, &buffer, &telemetry, &stop_reading);
     let mut host_source = spawn_host(&config);
@@ -281,6 +300,14 @@ pub async fn run_reloadable(
                     Ok(Ok(())) => continue,
                     Ok(Err(source)) => break Some(AgentError::Files { agent_id: agent_id.clone(), source }),
                     Err(join) => break Some(task_error("file source", Some(join.to_string()))),
+                }
+            }
+            r = join_opt(&mut journald_task) => {
+                journald_task = None;
+                match r {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(source)) => break Some(AgentError::Journald { agent_id: agent_id.clone(), source }),
+                    Err(join) => break Some(task_error("journald source", Some(join.to_string()))),
                 }
             }
             r = join_opt(&mut batcher_task) => {
@@ -360,6 +387,20 @@ pub async fn run_reloadable(
             Ok(Err(error)) => error!(message = "File source task failed while stopping.", %error),
             Err(_) => warn!(
                 message = "File source did not write its final checkpoints in time; lines since the last checkpoint will be read again.",
+            ),
+        }
+    }
+    if let Some(task) = journald_task {
+        match tokio::time::timeout(FINAL_CHECKPOINT_TIMEOUT, task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => {
+                error!(message = "Journald source failed while stopping.", %error)
+            }
+            Ok(Err(error)) => {
+                error!(message = "Journald source task failed while stopping.", %error)
+            }
+            Err(_) => warn!(
+                message = "Journald source did not write its final checkpoint in time; entries since the last checkpoint will be read again.",
             ),
         }
     }

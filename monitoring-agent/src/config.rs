@@ -417,6 +417,8 @@ mod tests {
         let c = load(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.collector.endpoint, "ws://127.0.0.1:7400/ingest");
         assert_eq!(c.buffer, BufferConfig::default());
+        assert_eq!(c.collectors.logs.journald, Default::default());
+        assert!(c.collectors.logs.journald_units.is_empty());
     }
 
     #[test]

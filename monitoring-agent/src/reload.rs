@@ -95,6 +95,12 @@ pub fn diff(running: &AgentConfig, new: &AgentConfig) -> Changes {
             "collectors.logs.fingerprint_bytes",
             al.fingerprint_bytes != bl.fingerprint_bytes,
         ),
+        // The journald source is started once; its reader holds the journal open.
+        ("collectors.logs.journald", al.journald != bl.journald),
+        (
+            "collectors.logs.journald_units",
+            al.journald_units != bl.journald_units,
+        ),
     ];
     let applied = [
         ("agent.tags", a.agent.tags != b.agent.tags),
@@ -162,6 +168,8 @@ pub fn merge(running: &AgentConfig, new: &AgentConfig) -> AgentConfig {
     merged.collectors.metrics = new.collectors.metrics.clone();
     merged.collectors.logs = new.collectors.logs.clone();
     merged.collectors.logs.fingerprint_bytes = running.collectors.logs.fingerprint_bytes;
+    merged.collectors.logs.journald = running.collectors.logs.journald.clone();
+    merged.collectors.logs.journald_units = running.collectors.logs.journald_units.clone();
     merged
 }
 
@@ -269,6 +277,23 @@ system_interval_secs = 10
         let changes = diff(&config(BASE), &config(BASE));
         assert_eq!(changes, Changes::default());
         assert!(!changes.logs() && !changes.host_metrics());
+    }
+
+    #[test]
+    fn journald_keys_need_a_restart() {
+        let new = BASE.replace(
+            "[collectors.metrics]",
+            "journald_units = [\"nginx\"]\n[collectors.logs.journald]\nread_from = \"beginning\"\n[collectors.metrics]",
+        );
+        let (running, new) = (config(BASE), config(&new));
+        let changes = diff(&running, &new);
+        assert_eq!(
+            changes.needs_restart,
+            ["collectors.logs.journald", "collectors.logs.journald_units"]
+        );
+        assert!(changes.applied.is_empty() && !changes.logs());
+        let merged = merge(&running, &new);
+        assert_eq!(merged.collectors.logs, running.collectors.logs);
     }
 
     #[test]

@@ -70,6 +70,35 @@ fn check_config_prints_every_problem_with_file_line_and_key() {
     );
 }
 
+/// Enabling journald in a build without the `journald` feature is a configuration
+/// error that names the key and the feature; with the feature it is accepted.
+#[test]
+fn check_config_names_the_journald_feature() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journald.toml");
+    std::fs::write(
+        &path,
+        "[collectors.logs]\nenabled = false\n\n[collectors.logs.journald]\nenabled = true\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if cfg!(feature = "journald") {
+        assert!(out.status.success(), "{stderr}");
+    } else {
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("key `collectors.logs.journald.enabled`")
+                && stderr.contains("built without the `journald` feature"),
+            "{stderr}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_ships_lines_and_exits_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();

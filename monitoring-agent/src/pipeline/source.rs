@@ -45,6 +45,12 @@ sources! {
     File = "file",
     /// Host metrics (`[collectors.metrics]`, CPU, memory, disks, network).
     HostMetrics = "host_metrics",
+    /// The systemd journal (`[collectors.logs.journald]`).
+    Journald = "journald",
+    /// Prometheus scrape targets (`[[collectors.metrics.prometheus]]`).
+    Prometheus = "prometheus",
+    /// Flows from packet capture (`[collectors.traffic]`).
+    Traffic = "traffic",
 }
 
 impl Source {

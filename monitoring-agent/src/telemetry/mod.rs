@@ -33,6 +33,7 @@ pub use accounting::{DropReason, DroppedEvents, PerSource, SourceMetrics};
 
 use crate::buffer::disk::SpoolMetrics;
 use crate::collectors::logs::FileMetrics;
+use crate::collectors::logs::journald::JournaldMetrics;
 
 /// Label set of one-label families: `[("reason", value)]` and the like. Values are
 /// always `'static` strings from a closed list, so cardinality stays bounded.
@@ -167,6 +168,9 @@ pub struct Telemetry {
     pub files: Arc<FileMetrics>,
     /// Disk spool metrics (defined by the spool, registered here; zero when it is off).
     pub spool: SpoolMetrics,
+    /// Journald source metrics (defined by the source, registered here; zero when it
+    /// is off or not built).
+    pub journald: Arc<JournaldMetrics>,
     /// The shared dropped-events counter.
     pub dropped: DroppedEvents,
     /// The per-source accounting (read, sent, acknowledged).
@@ -277,6 +281,9 @@ impl Telemetry {
         };
         spool.register(r);
 
+        let journald = Arc::new(JournaldMetrics::default());
+        journald.register(r);
+
         let config_reloads = Family::<OneLabel, Counter>::default();
         for result in ["ok", "error"] {
             config_reloads
@@ -297,6 +304,7 @@ impl Telemetry {
             host,
             files,
             spool,
+            journald,
             dropped,
             sources,
             config_reloads,

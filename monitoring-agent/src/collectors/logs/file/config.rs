@@ -3,6 +3,8 @@
 use monitoring_common::config::{Problem, Validate};
 use serde::{Deserialize, Serialize};
 
+use crate::collectors::logs::journald::JournaldConfig;
+
 /// Where to start in a file the agent has never seen before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -71,6 +73,12 @@ pub struct LogsConfig {
     /// `[collectors.logs.multiline]`: merging lines into one event (stack traces).
     /// Default: off.
     pub multiline: MultilineConfig,
+    /// Units whose journal entries are read (`_SYSTEMD_UNIT`; a name without a
+    /// suffix means `<name>.service`, as for `journalctl -u`). Empty: every unit.
+    /// Used by the journald source only. Default `[]`.
+    pub journald_units: Vec<String>,
+    /// `[collectors.logs.journald]`: the journald source. Default: off.
+    pub journald: JournaldConfig,
 }
 
 /// `[collectors.logs.multiline]`: which lines continue the event before them. Off
@@ -122,6 +130,8 @@ impl Default for LogsConfig {
             rotated_idle_close_ms: 5000,
             rotated_max_open_secs: 300,
             checkpoint_retention_secs: 7 * 24 * 3600,
+            journald_units: Vec::new(),
+            journald: JournaldConfig::default(),
         }
     }
 }
@@ -219,6 +229,7 @@ impl Validate for LogsConfig {
                 ));
             }
         }
+        problems.extend(self.journald.validate(&self.journald_units));
         problems
     }
 }
