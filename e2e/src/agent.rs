@@ -88,7 +88,7 @@ listen = "127.0.0.1:{control_port}"
         )?;
         let log = dir.join(format!("agent-{id}.log"));
         Ok(Agent {
-            child: spawn(&bin("monitoring-agent")?, &config, &log)?,
+            child: spawn(&[], &bin("monitoring-agent")?, &config, &log)?,
             dir: dir.to_path_buf(),
             config,
             control_port,
@@ -99,7 +99,7 @@ listen = "127.0.0.1:{control_port}"
     pub fn restart(&mut self) -> Result<()> {
         kill(&mut self.child);
         let log = self.config.with_extension("log");
-        self.child = spawn(&bin("monitoring-agent")?, &self.config, &log)?;
+        self.child = spawn(&[], &bin("monitoring-agent")?, &self.config, &log)?;
         Ok(())
     }
 
@@ -150,25 +150,16 @@ impl Agent {
 /// `_total` suffix is added when `name` lacks it) in the agent's `/metrics`; `None`
 /// when the control server does not answer or has no such metric.
 pub fn agent_metric(agent: &Agent, name: &str) -> Option<f64> {
+    agent_metric_with(agent, name, None)
+}
+
+/// Like [`agent_metric`], only the samples whose labels contain `label` (such as
+/// `reason="retry_later"`) when it is given.
+pub fn agent_metric_with(agent: &Agent, name: &str, label: Option<&str>) -> Option<f64> {
     let url = format!("http://127.0.0.1:{}/metrics", agent.control_port);
     let (status, body) = blocking_get(&url).ok()?;
     if status != 200 {
         return None;
     }
-    let total = format!("{name}_total");
-    let mut found = None;
-    for line in body.lines() {
-        let Some(rest) = line
-            .strip_prefix(total.as_str())
-            .or_else(|| line.strip_prefix(name))
-        else {
-            continue;
-        };
-        if !(rest.starts_with(' ') || rest.starts_with('{')) {
-            continue;
-        }
-        let value: f64 = rest.rsplit(' ').next()?.parse().ok()?;
-        *found.get_or_insert(0.0) += value;
-    }
-    found
+    metric_in(&body, name, label)
 }

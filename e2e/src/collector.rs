@@ -1,5 +1,7 @@
 //! The collector process of a test: config, start, API queries.
 
+use std::ffi::OsString;
+
 use crate::*;
 
 /// A running collector.
@@ -12,12 +14,33 @@ pub struct Collector {
     /// An admin API token made with the real `api-token create` command; [`Collector::get`]
     /// sends it.
     pub api_token: String,
+    /// What the collector runs behind ([`CollectorOptions::wrapper`]), again on restart.
+    wrapper: Vec<OsString>,
+}
+
+/// Collector settings a test may change; every string is TOML.
+#[derive(Debug, Clone, Default)]
+pub struct CollectorOptions {
+    /// Keys added to `[server]`, such as `idle_timeout_secs = 3`.
+    pub server: String,
+    /// Keys added to `[processor]` beside `workers = 2`, such as `queue_batches = 4`.
+    pub processor: String,
+    /// Keys added to `[storage]`, such as `busy_timeout_ms = 200`.
+    pub storage: String,
+    /// Whole sections appended to the config, such as `[server.tls]`.
+    pub extra: String,
+    /// A command the collector runs behind: the binary and its arguments are
+    /// appended to it, so it must end by executing them (`exec "$0" "$@"` in a
+    /// `sh -c` script). Empty: the collector is started directly. The process the
+    /// test holds must become the collector (exec, not fork), so that signals and
+    /// `/proc/<pid>` reach it.
+    pub wrapper: Vec<OsString>,
 }
 
 impl Collector {
     /// Writes a config under `dir` and starts the collector.
     pub fn start(dir: &Path) -> Result<Collector> {
-        Collector::start_with(dir, "")
+        Collector::start_opts(dir, &CollectorOptions::default())
     }
 
     /// Like [`Collector::start`], with `extra` (whole TOML sections such as
@@ -29,6 +52,19 @@ impl Collector {
     /// Like [`Collector::start_with`], with `server_extra` (keys of `[server]` such
     /// as `idle_timeout_secs = 3`) added to the `[server]` table.
     pub fn start_with_server(dir: &Path, server_extra: &str, extra: &str) -> Result<Collector> {
+        Collector::start_opts(
+            dir,
+            &CollectorOptions {
+                server: server_extra.into(),
+                extra: extra.into(),
+                ..CollectorOptions::default()
+            },
+        )
+    }
+
+    /// Writes a config under `dir` with `opts` and starts the collector. Its store is
+    /// `dir/store` ([`Collector::store_dir`]).
+    pub fn start_opts(dir: &Path, opts: &CollectorOptions) -> Result<Collector> {
         let ingest_port = free_port();
         let api_port = free_port();
         let config = dir.join("collector.toml");
@@ -51,21 +87,28 @@ mode = "none"
 
 [processor]
 workers = 2
+{processor_extra}
 
 [storage]
 backend = "sqlite"
 path = "{}"
 retention_days = 7
+{storage_extra}
 
 {extra}
 "#,
                 dir.join("store").display(),
                 users = dir.join("users.toml").display(),
+                server_extra = opts.server,
+                processor_extra = opts.processor,
+                storage_extra = opts.storage,
+                extra = opts.extra,
             ),
         )?;
         let api_token = create_api_token(&config, "e2e", "admin")?;
         let mut c = Collector {
             child: spawn(
+                &opts.wrapper,
                 &bin("monitoring-collector")?,
                 &config,
                 &dir.join("collector.log"),
@@ -75,15 +118,22 @@ retention_days = 7
             api_port,
             config,
             api_token,
+            wrapper: opts.wrapper.clone(),
         };
         c.wait_healthy()?;
         Ok(c)
+    }
+
+    /// The store directory, as this test process sees it.
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.join("store")
     }
 
     /// Starts the collector again with the same config and data (after a kill).
     pub fn restart(&mut self) -> Result<()> {
         kill(&mut self.child);
         self.child = spawn(
+            &self.wrapper,
             &bin("monitoring-collector")?,
             &self.config,
             &self.dir.join("collector.log"),

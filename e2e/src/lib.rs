@@ -3,6 +3,10 @@
 //! directory, writes log lines with unique sequence numbers, and counts through the
 //! REST API what arrived.
 //!
+//! Modules: `collector` and `agent` (the processes), `lines` (numbered lines and
+//! their tally), `http` (API clients), `observe` (self-metrics, peak memory) and
+//! `faults` (a held lock on the store, a full tmpfs).
+//!
 //! The binaries are taken from the target directory this test was built into
 //! (`scripts/test.sh` builds them before running the tests).
 
@@ -19,19 +23,23 @@ use anyhow::{Context, Result, bail};
 
 mod agent;
 mod collector;
+mod faults;
 mod http;
 mod journal;
 mod lines;
 mod metrics;
+mod observe;
 mod proxy;
 mod spool_files;
 
 pub use agent::*;
 pub use collector::*;
+pub use faults::*;
 pub use http::*;
 pub use journal::*;
 pub use lines::*;
 pub use metrics::*;
+pub use observe::*;
 pub use proxy::*;
 pub use spool_files::*;
 
@@ -78,12 +86,23 @@ fn kill(child: &mut Child) {
     }
 }
 
-fn spawn(bin: &Path, config: &Path, log: &Path) -> Result<Child> {
+/// Starts `bin run --config <config>` with its output appended to `log`, behind
+/// `wrapper` (a command line the binary and its arguments are appended to) unless
+/// that is empty.
+fn spawn(wrapper: &[std::ffi::OsString], bin: &Path, config: &Path, log: &Path) -> Result<Child> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)?;
-    Command::new(bin)
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    command
         .arg("run")
         .arg("--config")
         .arg(config)

@@ -6,9 +6,10 @@
 //!   fills the buffer and pauses the sources: backpressure end to end.
 //! - Acknowledgements are matched by (stream, sequence). `ok` finishes a batch (its
 //!   events count as acknowledged, per source); `retry_later` resends it after the
-//!   delay asked; `rejected` is logged at ERROR, counted as dropped (reason
-//!   `rejected`, per source) and finishes the batch, so one poison batch
-//!   cannot stall the agent. Marks are applied only from the front of the window, so a
+//!   delay asked (logged at most once per interval, [`retry_log`]); `rejected` is
+//!   logged at ERROR, counted as dropped (reason `rejected`, per source) and finishes
+//!   the batch, so one poison batch cannot stall the agent. Marks are applied only
+//!   from the front of the window, so a
 //!   checkpoint moves only when everything before it is acknowledged.
 //! - On any connection error the transport reconnects with exponential backoff and
 //!   full jitter (100 ms doubling to 30 s) and resends every unfinished batch in order,
@@ -21,6 +22,7 @@
 //!   events are read again after a restart because their checkpoints did not move.
 
 pub mod connect;
+pub mod retry_log;
 pub mod tls;
 pub mod window;
 
@@ -38,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 pub use connect::{Backoff, ConnectError, Endpoint, WsStream};
+use retry_log::RetryLog;
 use window::{AckOutcome, Window};
 
 use crate::pipeline::Batch;
@@ -123,6 +126,8 @@ struct Transport {
     metrics: TransportMetrics,
     /// Whether the current connection has had an acknowledgement.
     heard_ack: bool,
+    /// Throttles the log lines about retry-later answers.
+    retry_log: RetryLog,
 }
 
 /// Runs the transport until every batch is delivered after the batcher closed its
@@ -153,6 +158,7 @@ pub async fn run(
         status,
         metrics,
         heard_ack: false,
+        retry_log: RetryLog::default(),
     };
     let end = t.run(&expired).await;
     timer.abort();
@@ -361,15 +367,25 @@ impl Transport {
                     monitoring_common::event::now_ns() / 1_000_000,
                     Ordering::Relaxed,
                 );
+                if let Some((answers, after)) = self.retry_log.acked(Instant::now()) {
+                    info!(
+                        message = "The collector acknowledges batches again.",
+                        retry_later_answers = answers,
+                        after_secs = after.as_secs(),
+                    );
+                }
             }
             AckOutcome::RetryScheduled { sequence, reason } => {
                 self.heard_ack = true;
-                info!(
-                    message = "The collector asked to resend a batch later.",
-                    sequence,
-                    retry_after_ms = ack.retry_after_ms,
-                    %reason,
-                );
+                if let Some(suppressed) = self.retry_log.retry(Instant::now()) {
+                    info!(
+                        message = "The collector asked to resend a batch later.",
+                        sequence,
+                        retry_after_ms = ack.retry_after_ms,
+                        %reason,
+                        suppressed,
+                    );
+                }
             }
             AckOutcome::Rejected {
                 sequence,

@@ -1,8 +1,9 @@
 //! What one frame gets back: ok after commit, retry-later when the collector
 //! cannot commit now or the agent is over its rate budget, rejected when the frame
-//! can never be accepted.
+//! can never be accepted. How a store failure is logged, and the delay it asks
+//! for, is decided in `store_failures`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use monitoring_common::event::now_ns;
@@ -16,7 +17,8 @@ use crate::processor::{Job, Outcome, SubmitError};
 use crate::storage::CommitOutcome;
 use crate::telemetry::{reject_reason, retry_reason};
 
-/// How long an agent is asked to wait before resending after retry-later.
+/// How long an agent is asked to wait before resending after retry-later for a full
+/// queue or a shutdown (a failing store asks more as the failure lasts).
 pub(crate) const RETRY_AFTER_MS: u32 = 1000;
 /// Bounds of the wait asked of a rate-limited agent: not so short that it spins,
 /// not so long that a batch in debt is parked for minutes.
@@ -190,6 +192,13 @@ pub(crate) async fn handle(
     match reply.await {
         Ok(Outcome::Stored(CommitOutcome::Committed)) => {
             state.metrics.batches_committed.inc();
+            if let Some(r) = state.store_failures.success(Instant::now()) {
+                tracing::info!(
+                    message = "Store commits succeed again.",
+                    failed_batches = r.failures,
+                    after_secs = r.after.as_secs(),
+                );
+            }
             Ack::ok(stream_id, sequence)
         }
         Ok(Outcome::Stored(CommitOutcome::Duplicate)) => {
@@ -199,18 +208,28 @@ pub(crate) async fn handle(
         }
         Ok(Outcome::Rejected(error)) => reject(state, agent, &frame, &error),
         Ok(Outcome::StoreFailed(error)) => {
-            tracing::warn!(
-                message = "Failed to commit batch; the agent will retry.",
-                %error,
-                agent_id = %agent,
-                stream_id,
-                sequence
-            );
-            retry(
+            // Every batch fails while the store does: one line per interval, with the
+            // count of those not logged (all are counted in the metrics), and a
+            // retry delay that grows with the outage.
+            let failure = state.store_failures.failure(Instant::now());
+            let retry_after_ms = u32::try_from(failure.retry_after.as_millis()).unwrap_or(u32::MAX);
+            if let Some(suppressed) = failure.log {
+                tracing::warn!(
+                    message = "Failed to commit batch; the agent will retry.",
+                    %error,
+                    agent_id = %agent,
+                    stream_id,
+                    sequence,
+                    retry_after_ms,
+                    suppressed,
+                );
+            }
+            retry_after(
                 state,
                 stream_id,
                 sequence,
                 retry_reason::STORE,
+                retry_after_ms,
                 format!("storage failed: {error}"),
             )
         }

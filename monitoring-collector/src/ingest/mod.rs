@@ -7,7 +7,8 @@
 //! reads binary messages, one frame each, and answers every one with an
 //! [`Ack`](monitoring_common::protocol::Ack) (`connection`, which also pings and
 //! closes idle connections); what a single frame gets is decided in `batch`, which
-//! charges the agent's rate budget ([`rate_limit`], shared through `agents`).
+//! charges the agent's rate budget ([`rate_limit`], shared through `agents`). A
+//! failing store is logged once per interval, not once per batch (`store_failures`).
 //!
 //! Message sizes: a WebSocket message up to [`ServerConfig::hard_message_cap`] (twice
 //! `server.limits.max_frame_bytes` plus 1 MiB) is read and, if over the frame limit,
@@ -20,6 +21,7 @@ mod batch;
 mod connection;
 pub mod listener;
 pub mod rate_limit;
+mod store_failures;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,6 +47,7 @@ use crate::telemetry::{Metrics, refuse_reason};
 use crate::tls::PeerInfo;
 use agents::Agents;
 pub use rate_limit::RateLimitConfig;
+use store_failures::StoreFailures;
 
 /// What every ingest connection shares.
 pub struct IngestState {
@@ -59,6 +62,7 @@ pub struct IngestState {
     idle_timeout: Duration,
     connections: Arc<Semaphore>,
     agents: Arc<Agents>,
+    store_failures: StoreFailures,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -86,6 +90,7 @@ impl IngestState {
             idle_timeout: Duration::from_secs(server.idle_timeout_secs),
             connections: Arc::new(Semaphore::new(server.max_connections)),
             agents: Agents::new(server.max_connections_per_agent, server.rate_limit),
+            store_failures: StoreFailures::default(),
             shutdown,
             tracker,
         }
