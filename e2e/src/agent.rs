@@ -145,21 +145,3 @@ impl Agent {
         }
     }
 }
-
-/// The sum of every sample of the metric `name` (all label sets; a counter's
-/// `_total` suffix is added when `name` lacks it) in the agent's `/metrics`; `None`
-/// when the control server does not answer or has no such metric.
-pub fn agent_metric(agent: &Agent, name: &str) -> Option<f64> {
-    agent_metric_with(agent, name, None)
-}
-
-/// Like [`agent_metric`], only the samples whose labels contain `label` (such as
-/// `reason="retry_later"`) when it is given.
-pub fn agent_metric_with(agent: &Agent, name: &str, label: Option<&str>) -> Option<f64> {
-    let url = format!("http://127.0.0.1:{}/metrics", agent.control_port);
-    let (status, body) = blocking_get(&url).ok()?;
-    if status != 200 {
-        return None;
-    }
-    metric_in(&body, name, label)
-}

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use monitoring_e2e::{
     Agent, AgentOptions, Collector, ContinuousWriter, Cut, Gate, Proxy, agent_metric, bin_dir,
-    blocking_get_with, loghub_lines, wait_for_all, wait_until,
+    collector_metric, loghub_lines, wait_for_all, wait_until,
 };
 
 /// How long every line has to arrive once writing stopped.
@@ -25,32 +25,9 @@ const DEADLINE: Duration = Duration::from_secs(90);
 const LINES_PER_TICK: u64 = 30;
 const TICK: Duration = Duration::from_millis(10);
 
-/// The sum of the samples of `name` (a counter's `_total` added when missing) in the
-/// collector's `/metrics` whose labels contain `label` (all when `None`); 0 if none.
-fn collector_metric(collector: &Collector, name: &str, label: Option<&str>) -> f64 {
-    let url = format!("{}/metrics", collector.api());
-    let (status, body) = blocking_get_with(&url, Some(&collector.api_token)).unwrap();
-    assert_eq!(status, 200, "{body}");
-    let total = format!("{name}_total");
-    let mut sum = 0.0;
-    for line in body.lines() {
-        let Some(rest) = line
-            .strip_prefix(total.as_str())
-            .or_else(|| line.strip_prefix(name))
-        else {
-            continue;
-        };
-        let labels = match rest.strip_prefix('{') {
-            Some(r) => r.split_once('}').map_or("", |(l, _)| l),
-            None if rest.starts_with(' ') => "",
-            None => continue,
-        };
-        if label.is_some_and(|l| !labels.contains(l)) {
-            continue;
-        }
-        sum += rest.rsplit(' ').next().unwrap().parse::<f64>().unwrap();
-    }
-    sum
+/// The collector's `name` samples matching `label`, summed; 0 if none.
+fn collector_total(collector: &Collector, name: &str, label: Option<&str>) -> f64 {
+    collector_metric(collector, name, label).unwrap_or(0.0)
 }
 
 /// Arms the live connection for `cut` until the proxy made it (a connection closed
@@ -118,8 +95,8 @@ fn run(
         agent_metric_labelled(agent, "result=\"error\""),
         m("monitoring_agent_transport_resent_batches"),
         agent_metric_labelled(agent, "reason=\"reconnect\""),
-        collector_metric(collector, "monitoring_ingest_connections_closed", None),
-        collector_metric(collector, "monitoring_ingest_batches_duplicate", None),
+        collector_total(collector, "monitoring_ingest_connections_closed", None),
+        collector_total(collector, "monitoring_ingest_batches_duplicate", None),
     );
     Outcome {
         lines,
@@ -237,14 +214,14 @@ fn cuts_mid_frame_lost_acks_and_refused_connections_lose_and_repeat_nothing() {
         "nothing resent after the cuts"
     );
     assert!(
-        collector_metric(&collector, "monitoring_ingest_connections_closed", None)
+        collector_total(&collector, "monitoring_ingest_connections_closed", None)
             >= (mid + after) as f64,
         "the collector did not count the closed connections"
     );
     // The swallowed acknowledgements were of committed batches: their resends were
     // recognised (that is what kept the duplicates at 0 above).
     assert!(
-        collector_metric(&collector, "monitoring_ingest_batches_duplicate", None) > 0.0,
+        collector_total(&collector, "monitoring_ingest_batches_duplicate", None) > 0.0,
         "no resent batch was recognised as already committed"
     );
 }

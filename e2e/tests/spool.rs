@@ -5,36 +5,14 @@
 
 #![allow(clippy::unwrap_used)] // Tests may unwrap.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use monitoring_e2e::{
-    Agent, AgentOptions, Collector, LineWriter, blocking_get, loghub_lines, numbered_line,
-    wait_for_all,
+    Agent, AgentOptions, Collector, LineWriter, agent_metric, checkpoint_offset, loghub_lines,
+    numbered_line, spool_bytes_on_disk, wait_for_all,
 };
 
 const DEADLINE: Duration = Duration::from_secs(240);
-
-/// The sum of every sample of `name` (all label sets) in the agent's `/metrics`.
-fn metric(agent: &Agent, name: &str) -> Option<f64> {
-    let url = format!("http://127.0.0.1:{}/metrics", agent.control_port);
-    let (status, body) = blocking_get(&url).ok()?;
-    if status != 200 {
-        return None;
-    }
-    let mut found = None;
-    for line in body.lines() {
-        let Some(rest) = line.strip_prefix(name) else {
-            continue;
-        };
-        if !(rest.starts_with(' ') || rest.starts_with('{')) {
-            continue;
-        }
-        let value: f64 = rest.rsplit(' ').next()?.parse().ok()?;
-        *found.get_or_insert(0.0) += value;
-    }
-    found
-}
 
 /// Polls `check` every 100 ms until it holds; panics with `what` and the agent's log
 /// after `timeout`.
@@ -48,42 +26,6 @@ fn wait_until(agent: &Agent, what: &str, timeout: Duration, check: impl Fn(&Agen
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// The largest `offset` in the agent's file checkpoints (`files.json`), if written.
-fn checkpoint_offset(state: &Path) -> Option<u64> {
-    fn walk(v: &serde_json::Value, best: &mut Option<u64>) {
-        match v {
-            serde_json::Value::Object(map) => {
-                for (k, v) in map {
-                    if let (true, Some(n)) = (k == "offset", v.as_u64()) {
-                        *best = Some(best.map_or(n, |b| b.max(n)));
-                    }
-                    walk(v, best);
-                }
-            }
-            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, best)),
-            _ => {}
-        }
-    }
-    let bytes = std::fs::read(state.join("files.json")).ok()?;
-    let json: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    let mut best = None;
-    walk(&json, &mut best);
-    best
-}
-
-fn spool_bytes_on_disk(spool: &Path) -> u64 {
-    std::fs::read_dir(spool)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 #[test]
@@ -129,7 +71,7 @@ fn collector_down_agent_sigkilled_every_spooled_line_arrives() {
     );
     assert!(spool_bytes_on_disk(&spool) > 0, "nothing in the spool");
     assert_eq!(
-        metric(&agent, "monitoring_agent_transport_acked_batches_total"),
+        agent_metric(&agent, "monitoring_agent_transport_acked_batches_total"),
         Some(0.0),
         "the collector is down: nothing can be acknowledged"
     );
@@ -146,13 +88,13 @@ fn collector_down_agent_sigkilled_every_spooled_line_arrives() {
     });
     // The restarted agent resumed from the checkpoint: the first half was not read
     // again, so it can only reach the collector from the spool.
-    let reread = metric(&agent, "monitoring_agent_file_read_lines_total").unwrap_or(0.0);
+    let reread = agent_metric(&agent, "monitoring_agent_file_read_lines_total").unwrap_or(0.0);
     assert_eq!(
         reread,
         (total - half) as f64,
         "lines read after the restart"
     );
-    let spooled = metric(&agent, "monitoring_agent_spool_records").unwrap_or(0.0);
+    let spooled = agent_metric(&agent, "monitoring_agent_spool_records").unwrap_or(0.0);
     assert!(
         spooled > 0.0,
         "the restarted agent should hold the unacknowledged records"
@@ -176,8 +118,8 @@ fn collector_down_agent_sigkilled_every_spooled_line_arrives() {
     );
     // The spool gives its space back once acknowledged.
     wait_until(&agent, "the spool to be acknowledged", DEADLINE, |a| {
-        metric(a, "monitoring_agent_spool_records_acked_total").unwrap_or(0.0) > 0.0
-            && metric(a, "monitoring_agent_spool_records").unwrap_or(1.0) == 0.0
+        agent_metric(a, "monitoring_agent_spool_records_acked_total").unwrap_or(0.0) > 0.0
+            && agent_metric(a, "monitoring_agent_spool_records").unwrap_or(1.0) == 0.0
     });
 }
 
