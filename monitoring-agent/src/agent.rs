@@ -37,7 +37,7 @@ use crate::buffer::disk::{self, SpoolOptions};
 use crate::collectors::logs::file::FileReloader;
 use crate::collectors::logs::journald::{self, JournaldError};
 use crate::collectors::logs::{self, FileSourceError};
-use crate::collectors::metrics::host;
+use crate::collectors::sampled::SampledSources;
 use crate::config::AgentConfig;
 use crate::control::{self, ControlState};
 use crate::pipeline::{BatcherConfig, batcher};
@@ -279,9 +279,9 @@ pub async fn run_reloadable(
         &stop_reading,
         &stop_all,
     );
-    let spawn_host =
-        |config: &AgentConfig| HostSource::spawn(config, &buffer, &telemetry, &stop_reading);
-    let mut host_source = spawn_host(&config);
+    let spawn_sampled =
+        |config: &AgentConfig| SampledSources::spawn(config, &buffer, &telemetry, &stop_reading);
+    let mut sampled = spawn_sampled(&config);
     let mut running = config;
 
     // Run until told to stop, or until something fails that the agent cannot do without.
@@ -335,9 +335,9 @@ pub async fn run_reloadable(
                         files_reloader = reloader;
                     }
                 }
-                if changes.host_metrics() {
-                    host_source.stop().await;
-                    host_source = spawn_host(&merged);
+                if changes.sampled() {
+                    sampled.stop().await;
+                    sampled = spawn_sampled(&merged);
                 }
                 running = merged;
                 reload::count(&telemetry, "ok");
@@ -356,7 +356,7 @@ pub async fn run_reloadable(
     // 1. Sources stop reading; the deadline for delivery starts now.
     drain.cancel();
     stop_reading.cancel();
-    host_source.stop().await;
+    sampled.stop().await;
     // 2. Close the buffer: what is in it still goes out; a tailer send still waiting
     //    gets `Closed` and that line is read again next time (it was never acknowledged).
     buffer.close();
@@ -418,47 +418,6 @@ pub async fn run_reloadable(
         );
     }
     failure.map_or(Ok(()), Err)
-}
-
-/// The host metrics source, stopped on its own token to restart it on reload.
-struct HostSource {
-    task: Option<JoinHandle<()>>,
-    stop: CancellationToken,
-}
-
-impl HostSource {
-    /// Starts sampling if `[collectors.metrics] enabled`; stops with `stop_reading`.
-    fn spawn(
-        config: &AgentConfig,
-        buffer: &RingBuffer,
-        telemetry: &Telemetry,
-        stop_reading: &CancellationToken,
-    ) -> HostSource {
-        let stop = stop_reading.child_token();
-        let task = config.collectors.metrics.enabled.then(|| {
-            let run = host::run(
-                config.collectors.metrics.clone(),
-                config.agent.tags.clone(),
-                buffer.clone(),
-                telemetry.host.clone(),
-                stop.clone(),
-            );
-            tokio::spawn(async move {
-                if let Err(error) = run.await {
-                    error!(message = "Host metrics source failed; the agent goes on without it.", %error);
-                }
-            })
-        });
-        HostSource { task, stop }
-    }
-
-    /// Stops sampling and waits for the task.
-    async fn stop(&mut self) {
-        self.stop.cancel();
-        if let Some(Err(error)) = join_if(self.task.take()).await {
-            error!(message = "Host metrics task failed.", %error);
-        }
-    }
 }
 
 /// Receives from an optional channel; pending forever when there is none.

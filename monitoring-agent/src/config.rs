@@ -19,6 +19,7 @@ use crate::buffer::WhenFull;
 use crate::buffer::disk::DiskConfig;
 use crate::collectors::logs::LogsConfig;
 use crate::collectors::metrics::MetricsConfig;
+use crate::collectors::traffic::TrafficConfig;
 
 /// Largest uncompressed batch: well under the collector's default frame limit (8 MiB)
 /// even for data that does not compress.
@@ -194,8 +195,10 @@ impl Default for StateConfig {
 pub struct CollectorsConfig {
     /// `[collectors.logs]`: tailed files.
     pub logs: LogsConfig,
-    /// `[collectors.metrics]`: host metrics.
+    /// `[collectors.metrics]`: host metrics and Prometheus scrape targets.
     pub metrics: MetricsConfig,
+    /// `[collectors.traffic]`: flows from packet capture (feature `pcap`).
+    pub traffic: TrafficConfig,
 }
 
 /// `[control]`.
@@ -379,6 +382,7 @@ impl Validate for AgentConfig {
         }
         p.extend(self.collectors.logs.validate());
         p.extend(self.collectors.metrics.validate());
+        p.extend(self.collectors.traffic.validate());
         p
     }
 }

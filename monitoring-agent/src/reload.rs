@@ -5,7 +5,8 @@
 //! a file that fails is rejected whole, logged with the same `file:line: key` messages
 //! as `check-config`, and the running configuration stays. A valid one goes to the
 //! agent ([`crate::agent::run_reloadable`]), which applies the sources' tables
-//! (`[collectors.logs]`, `[collectors.metrics]`, `[agent] tags`) in place and keeps
+//! (`[collectors.logs]`, `[collectors.metrics]`, `[collectors.traffic]`,
+//! `[agent] tags`) in place and keeps
 //! every other key as it was: those shape the pipeline, the connection or the state
 //! on disk, which cannot change under data in flight without a restart.
 
@@ -37,12 +38,12 @@ impl Changes {
             .any(|k| k.starts_with("collectors.logs."))
     }
 
-    /// Whether the host metrics source must be restarted (its tags are labels of
-    /// every sample).
-    pub fn host_metrics(&self) -> bool {
-        self.applied
-            .iter()
-            .any(|k| k.starts_with("collectors.metrics.") || *k == "agent.tags")
+    /// Whether the sampled sources (host metrics, Prometheus targets, traffic) must
+    /// be restarted (the tags are labels of every sample).
+    pub fn sampled(&self) -> bool {
+        self.applied.iter().any(|k| {
+            k.starts_with("collectors.metrics.") || *k == "collectors.traffic" || *k == "agent.tags"
+        })
     }
 }
 
@@ -150,6 +151,18 @@ pub fn diff(running: &AgentConfig, new: &AgentConfig) -> Changes {
             "collectors.metrics.system_interval_secs",
             am.system_interval_secs != bm.system_interval_secs,
         ),
+        (
+            "collectors.metrics.top_processes",
+            am.top_processes != bm.top_processes,
+        ),
+        (
+            "collectors.metrics.prometheus",
+            am.prometheus != bm.prometheus,
+        ),
+        (
+            "collectors.traffic",
+            a.collectors.traffic != b.collectors.traffic,
+        ),
     ];
     let changed = |keys: &[(&'static str, bool)]| -> Vec<&'static str> {
         keys.iter().filter(|(_, c)| *c).map(|(k, _)| *k).collect()
@@ -166,6 +179,7 @@ pub fn merge(running: &AgentConfig, new: &AgentConfig) -> AgentConfig {
     let mut merged = running.clone();
     merged.agent.tags = new.agent.tags.clone();
     merged.collectors.metrics = new.collectors.metrics.clone();
+    merged.collectors.traffic = new.collectors.traffic.clone();
     merged.collectors.logs = new.collectors.logs.clone();
     merged.collectors.logs.fingerprint_bytes = running.collectors.logs.fingerprint_bytes;
     merged.collectors.logs.journald = running.collectors.logs.journald.clone();
@@ -276,7 +290,7 @@ system_interval_secs = 10
     fn the_same_configuration_changes_nothing() {
         let changes = diff(&config(BASE), &config(BASE));
         assert_eq!(changes, Changes::default());
-        assert!(!changes.logs() && !changes.host_metrics());
+        assert!(!changes.logs() && !changes.sampled());
     }
 
     #[test]
@@ -314,7 +328,7 @@ system_interval_secs = 10
             ]
         );
         assert!(changes.needs_restart.is_empty());
-        assert!(changes.logs() && changes.host_metrics());
+        assert!(changes.logs() && changes.sampled());
     }
 
     #[test]
@@ -322,7 +336,7 @@ system_interval_secs = 10
         let new = BASE.replace("env = \"prod\"", "env = \"staging\"");
         let changes = diff(&config(BASE), &config(&new));
         assert_eq!(changes.applied, ["agent.tags"]);
-        assert!(changes.host_metrics() && !changes.logs());
+        assert!(changes.sampled() && !changes.logs());
     }
 
     #[test]
@@ -369,7 +383,7 @@ system_interval_secs = 10
                 "collectors.logs.fingerprint_bytes",
             ]
         );
-        assert!(!changes.logs() && !changes.host_metrics());
+        assert!(!changes.logs() && !changes.sampled());
     }
 
     #[test]

@@ -26,13 +26,14 @@ use std::time::Duration;
 use monitoring_common::event::Labels;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 pub use sample::{HostError, HostSampler, SOURCE};
 
 use super::MetricsConfig;
 use crate::buffer::{RingBuffer, TrySendOutcome};
-use crate::pipeline::{Envelope, Source};
+use crate::collectors::sampled::offer;
+use crate::pipeline::Source;
 use crate::telemetry::HostMetrics;
 
 /// Delay before the first sample: long enough for a meaningful CPU reading.
@@ -87,28 +88,16 @@ pub async fn run(
             .collection_seconds
             .observe(started.elapsed().as_secs_f64());
         let n = events.len();
-        let envelopes = events
-            .into_iter()
-            .map(|e| Envelope::untracked(Source::HostMetrics, e))
-            .collect();
-        match output.try_send_all(envelopes) {
+        match offer(&output, Source::HostMetrics, events) {
             Ok(TrySendOutcome::Sent) => {
                 metrics.collections.inc();
                 debug!(message = "Host metrics sampled.", events = n);
             }
             Ok(TrySendOutcome::Skipped) => {
                 metrics.skipped_samples.inc();
-                warn!(
-                    message = "Skipped a host metrics sample: the buffer is full.",
-                    events = n,
-                );
             }
-            Ok(TrySendOutcome::Partial(missing)) => {
+            Ok(TrySendOutcome::Partial(_)) => {
                 metrics.collections.inc();
-                warn!(
-                    message = "Part of a host metrics sample did not fit in the buffer.",
-                    dropped = missing,
-                );
             }
             Err(_closed) => break,
         }
