@@ -234,3 +234,103 @@ async fn wss_without_a_ca_is_a_clear_tls_error() {
     let err = tls_error(connect(&endpoint(url, TlsClientConfig::default())).await);
     assert!(err.contains("collector.tls.ca"), "{err}");
 }
+
+/// An HTTPS server requiring client certificates from `client_ca` and answering
+/// every request with a small exposition.
+async fn serve_exposition(server: &Pem, client_ca: &Ca) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(client_ca.cert.as_bytes()).unwrap())
+        .unwrap();
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![CertificateDer::from_pem_slice(server.cert.as_bytes()).unwrap()],
+            PrivateKeyDer::from_pem_slice(server.key.as_bytes()).unwrap(),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = "# TYPE secure_up gauge\nsecure_up 1\n";
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                tls.write_all(response.as_bytes()).await.ok();
+                tls.shutdown().await.ok();
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn prometheus_targets_are_scraped_over_mutual_tls_and_tls_failures_say_why() {
+    use monitoring_agent::collectors::metrics::prometheus::{ScrapeConfig, Target};
+    let dir = tempfile::tempdir().unwrap();
+    let exporters = ca("exporters");
+    let other = ca("someone else");
+    let server = leaf(&exporters, "localhost", true, false);
+    let client = leaf(&exporters, "web-1", false, false);
+    let addr = serve_exposition(&server, &exporters).await;
+    let ca_file = write(dir.path(), "ca.pem", &exporters.cert);
+    let other_ca = write(dir.path(), "other.pem", &other.cert);
+    let cert = write(dir.path(), "client.pem", &client.cert);
+    let key = write(dir.path(), "client-key.pem", &client.key);
+    let target = |tls: String| {
+        let config: ScrapeConfig = toml::from_str(&format!(
+            "url = \"https://localhost:{}/metrics\"\ntimeout_secs = 5\n[tls]\n{tls}",
+            addr.port()
+        ))
+        .unwrap();
+        assert!(
+            config.validate("t").is_empty(),
+            "{:?}",
+            config.validate("t")
+        );
+        Target::new(config, &Default::default())
+    };
+    let tls = format!("ca = {ca_file:?}\ncert = {cert:?}\nkey = {key:?}\n");
+    let (events, error) = target(tls).scrape().await;
+    assert_eq!(error, None);
+    assert!(
+        events.iter().any(
+            |e| matches!(&e.kind, monitoring_common::EventKind::Metric(m) if m.name == "secure_up")
+        ),
+        "{events:?}"
+    );
+    // Without a client certificate the server refuses the handshake.
+    let (_, error) = target(format!("ca = {ca_file:?}\n")).scrape().await;
+    assert!(
+        error.is_some(),
+        "a scrape without a client certificate succeeded"
+    );
+    // A server certificate from another CA is refused by the agent, saying why.
+    let tls = format!("ca = {other_ca:?}\ncert = {cert:?}\nkey = {key:?}\n");
+    let (_, error) = target(tls).scrape().await;
+    let error = error.unwrap();
+    assert!(error.contains("UnknownIssuer"), "{error}");
+}

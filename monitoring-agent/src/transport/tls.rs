@@ -1,4 +1,4 @@
-//! TLS to the collector (`[collector.tls]`): the CA that verifies the collector, the
+//! TLS to the collector (`[collector.tls]`) and to scrape targets: the CA that verifies the server, the
 //! client certificate for mutual TLS, and the TLS step of a `wss://` connection.
 //!
 //! The files are read on every connection attempt, so renewed certificates are
@@ -70,7 +70,7 @@ impl TlsClientConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A PEM file could not be read or holds nothing usable.
-    #[error("cannot load {what} from {path} (collector.tls): {message}")]
+    #[error("cannot load {what} from {path}: {message}")]
     Load {
         /// What was expected.
         what: &'static str,
