@@ -139,3 +139,11 @@ pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+/// Holds the test binary's lock: load-sensitive tests (a writer at a fixed rate, a
+/// rotation storm, a slow sink) run one at a time, so that each measures the agent
+/// rather than its neighbours.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    lock(&SERIAL)
+}

@@ -11,16 +11,16 @@
 #![allow(clippy::unwrap_used)] // Tests may unwrap.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use monitoring_e2e::{
     Agent, AgentOptions, Collector, CollectorOptions, ContinuousWriter, StoreLock, Tally,
     agent_metric, agent_metric_with, blocking_get, collector_metric, fill_filesystem, free_bytes,
-    in_namespace_of, loghub_lines, peak_rss_kib, proc_status_kib, remove_filler, tmpfs_wrapper,
-    wait_for_all, wait_until,
+    in_namespace_of, loghub_lines, peak_rss_kib, proc_status_kib, remove_filler, serial,
+    tmpfs_wrapper, wait_for_all, wait_until,
 };
 
 /// How long every line has to arrive once writing stopped.
@@ -28,12 +28,6 @@ const DEADLINE: Duration = Duration::from_secs(90);
 /// The writer's load: `LINES_PER_TICK` lines every `TICK` (2-3 thousand a second).
 const LINES_PER_TICK: u64 = 30;
 const TICK: Duration = Duration::from_millis(10);
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// A collector and an agent tailing `logs/app.log`.
 struct Rig {

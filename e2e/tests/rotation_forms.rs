@@ -13,13 +13,13 @@
 #![allow(clippy::unwrap_used)] // Tests may unwrap.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use monitoring_e2e::{
     Agent, AgentOptions, Collector, ContinuousWriter, LineWriter, Tally, WriterState, agent_metric,
-    loghub_lines, numbered_line, sigterm, tally, wait_for_all, wait_until,
+    loghub_lines, numbered_line, serial, sigterm, tally, wait_for_all, wait_until,
 };
 
 /// How long every line has to arrive once writing stopped.
@@ -27,12 +27,6 @@ const DEADLINE: Duration = Duration::from_secs(60);
 /// The writer's load: `LINES_PER_TICK` lines every `TICK` (a few thousand a second).
 const LINES_PER_TICK: u64 = 30;
 const TICK: Duration = Duration::from_millis(10);
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// A collector and an agent tailing `logs/<pattern>`.
 struct Rig {

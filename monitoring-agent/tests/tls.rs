@@ -81,9 +81,9 @@ fn leaf(ca: &Ca, name: &str, server: bool, expired: bool) -> Pem {
     }
 }
 
-/// A TLS WebSocket server requiring client certificates from `client_ca`; reports
-/// the first message of each connection... or just that it connected.
-async fn serve(server: &Pem, client_ca: &Ca) -> (SocketAddr, mpsc::Receiver<()>) {
+/// A TLS acceptor presenting `server` and requiring client certificates from
+/// `client_ca`.
+fn acceptor(server: &Pem, client_ca: &Ca) -> tokio_rustls::TlsAcceptor {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
     roots
@@ -101,7 +101,13 @@ async fn serve(server: &Pem, client_ca: &Ca) -> (SocketAddr, mpsc::Receiver<()>)
             PrivateKeyDer::from_pem_slice(server.key.as_bytes()).unwrap(),
         )
         .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// A TLS WebSocket server requiring client certificates from `client_ca`; reports
+/// each connection made.
+async fn serve(server: &Pem, client_ca: &Ca) -> (SocketAddr, mpsc::Receiver<()>) {
+    let acceptor = acceptor(server, client_ca);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::channel(8);
@@ -239,24 +245,7 @@ async fn wss_without_a_ca_is_a_clear_tls_error() {
 /// every request with a small exposition.
 async fn serve_exposition(server: &Pem, client_ca: &Ca) -> SocketAddr {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(client_ca.cert.as_bytes()).unwrap())
-        .unwrap();
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            vec![CertificateDer::from_pem_slice(server.cert.as_bytes()).unwrap()],
-            PrivateKeyDer::from_pem_slice(server.key.as_bytes()).unwrap(),
-        )
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = acceptor(server, client_ca);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
