@@ -177,25 +177,24 @@ fn marks_apply_only_once_spooled_and_batches_come_back_in_order() {
     assert_eq!(spool.shared.metrics().records_written.get(), 5);
 }
 
+/// Spools batches 1 to 3 of stream 1 and closes the spool.
+fn write_three(dir: &Path, m: &SpoolMetrics, src: &Arc<SourceProgress>) {
+    let mut spool = open(options(dir, 1 << 20, 1 << 20, WhenFull::Block), m.clone()).unwrap();
+    for seq in 1..=3 {
+        spool
+            .writer
+            .push(batch(1, seq, 1, src, seq), &never)
+            .unwrap();
+    }
+    spool.writer.flush(&never).unwrap();
+}
+
 #[test]
 fn a_torn_tail_is_cut_off_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let m = metrics();
     let src = SourceProgress::new(0);
-    {
-        let mut spool = open(
-            options(dir.path(), 1 << 20, 1 << 20, WhenFull::Block),
-            m.clone(),
-        )
-        .unwrap();
-        for seq in 1..=3 {
-            spool
-                .writer
-                .push(batch(1, seq, 1, &src, seq), &never)
-                .unwrap();
-        }
-        spool.writer.flush(&never).unwrap();
-    }
+    write_three(dir.path(), &m, &src);
     // A crash in the middle of the next write: half a record at the end.
     let last = segment_files(dir.path()).pop().unwrap();
     let full_len = std::fs::metadata(&last).unwrap().len();
@@ -272,20 +271,7 @@ fn a_whole_last_record_that_fails_its_checksum_is_corrupt_not_torn() {
     let dir = tempfile::tempdir().unwrap();
     let m = metrics();
     let src = SourceProgress::new(0);
-    {
-        let mut spool = open(
-            options(dir.path(), 1 << 20, 1 << 20, WhenFull::Block),
-            m.clone(),
-        )
-        .unwrap();
-        for seq in 1..=3 {
-            spool
-                .writer
-                .push(batch(1, seq, 1, &src, seq), &never)
-                .unwrap();
-        }
-        spool.writer.flush(&never).unwrap();
-    }
+    write_three(dir.path(), &m, &src);
     // A flipped byte in the body of the last record, which was whole and synced (its
     // source moved past it), then half a record from a crash during the next write.
     let seg = segment_files(dir.path()).remove(0);
