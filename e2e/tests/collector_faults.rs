@@ -193,9 +193,10 @@ impl Rig {
         self.collector.log().matches(needle).count()
     }
 
-    /// Both logs say what happened in a few lines, not one per failed batch: each of
-    /// the `outages` (under 20 s) has a first line, at most one reminder, and a line
-    /// when it is over.
+    /// Both logs say what happened in a few lines, not one per failed batch: each
+    /// outage (under 20 s) has a first line, at most one reminder, and a line when it
+    /// is over. The test makes `outages`; a full disk may give a few more short ones
+    /// (a WAL checkpoint frees a page, one commit succeeds), each logged the same way.
     fn assert_quiet_logs(&self, outages: usize) {
         let agent_log = self.agent().log();
         let counts = [
@@ -213,14 +214,13 @@ impl Rig {
              {} recoveries",
             counts[0], counts[1], counts[2], counts[3]
         );
-        let (most, ends) = (outages * 2, outages);
         assert!(
-            counts[0] <= most && counts[2] <= most,
-            "store failures flood the logs: {counts:?}"
+            counts[1] >= outages && counts[3] >= outages,
+            "the end of an outage was not logged: {counts:?}"
         );
         assert!(
-            counts[1] == ends && counts[3] == ends,
-            "the end of an outage was not logged: {counts:?}"
+            counts[0] <= 2 * counts[1] && counts[2] <= 2 * counts[3],
+            "store failures flood the logs: {counts:?}"
         );
     }
 
