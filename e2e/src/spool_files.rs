@@ -3,7 +3,8 @@
 //! checkpoints in `[state] dir`.
 //!
 //! The record layout is the one `monitoring-agent/src/buffer/disk/format.rs`
-//! documents: magic `MSP1`, body length u32 LE, CRC32 u32 LE, body. It is read here
+//! documents: magic `MSP2` (or `MSP1` from older agents), body length u32 LE, CRC32
+//! u32 LE, body. It is read here
 //! from the bytes, not through the agent's code, so that a test cannot agree with a
 //! bug in it.
 
@@ -55,7 +56,7 @@ pub fn segment_records(segment: &Path) -> Result<Vec<RecordSpan>> {
         let header = bytes
             .get(at..at + RECORD_HEADER as usize)
             .with_context(|| format!("{}: short header at {at}", segment.display()))?;
-        if header[0..4] != *b"MSP1" {
+        if !matches!(&header[0..4], b"MSP2" | b"MSP1") {
             bail!("{}: no record magic at {at}", segment.display());
         }
         let body = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as u64;
