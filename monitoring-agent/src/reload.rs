@@ -146,6 +146,7 @@ pub fn diff(running: &AgentConfig, new: &AgentConfig) -> Changes {
             al.partial_line_timeout_ms != bl.partial_line_timeout_ms,
         ),
         ("collectors.logs.multiline", al.multiline != bl.multiline),
+        ("collectors.logs.filter", al.filter != bl.filter),
         ("collectors.metrics.enabled", am.enabled != bm.enabled),
         (
             "collectors.metrics.system_interval_secs",

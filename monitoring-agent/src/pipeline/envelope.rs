@@ -8,8 +8,8 @@
 //! that value as their checkpoint; nothing else moves it.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use monitoring_common::Event;
 
@@ -20,6 +20,10 @@ use super::Source;
 #[derive(Debug)]
 pub struct SourceProgress {
     acked: AtomicU64,
+    /// `(after, to)`: once `acked` reaches `after`, it moves on to `to`; the events
+    /// between were consumed without being shipped. A lock, not atomics, so that a
+    /// skip recorded while an acknowledgement arrives is never missed by both sides.
+    skip: Mutex<Option<(u64, u64)>>,
 }
 
 impl SourceProgress {
@@ -27,6 +31,7 @@ impl SourceProgress {
     pub fn new(initial: u64) -> Arc<SourceProgress> {
         Arc::new(SourceProgress {
             acked: AtomicU64::new(initial),
+            skip: Mutex::new(None),
         })
     }
 
@@ -35,14 +40,45 @@ impl SourceProgress {
         self.acked.load(Ordering::Acquire)
     }
 
-    /// Moves the acknowledged position forward (never back).
+    /// Moves the acknowledged position forward (never back), and past the events
+    /// consumed without shipping that follow it (see [`SourceProgress::skip_to`]).
     pub fn advance(&self, position: u64) {
         self.acked.fetch_max(position, Ordering::AcqRel);
+        let mut skip = self.skip.lock().unwrap_or_else(PoisonError::into_inner);
+        self.apply(&mut skip);
+    }
+
+    /// Records that everything from `after` to `to` was consumed without being
+    /// shipped (filtered out), `after` being the end of the last event shipped
+    /// before: the position moves to `to` as soon as it reaches `after`, now if it
+    /// already has. Calls come in position order (`after` never decreases).
+    pub fn skip_to(&self, after: u64, to: u64) {
+        let mut skip = self.skip.lock().unwrap_or_else(PoisonError::into_inner);
+        *skip = match *skip {
+            // The new run starts inside (or right at the end of) the pending one:
+            // one run, still waiting for the first `after`.
+            Some((a, t)) if after <= t => Some((a, t.max(to))),
+            // Reaching `after` passes the pending run anyway.
+            _ => Some((after, to)),
+        };
+        self.apply(&mut skip);
+    }
+
+    fn apply(&self, skip: &mut Option<(u64, u64)>) {
+        if let Some((after, to)) = *skip
+            && self.acked.load(Ordering::Acquire) >= after
+        {
+            self.acked.fetch_max(to, Ordering::AcqRel);
+            *skip = None;
+        }
     }
 
     /// Moves the position to exactly `position`, for a source that restarted from an
-    /// earlier point (a truncated file read again from zero).
+    /// earlier point (a truncated file read again from zero); a pending skip belongs
+    /// to the old content and is forgotten.
     pub fn reset(&self, position: u64) {
+        let mut skip = self.skip.lock().unwrap_or_else(PoisonError::into_inner);
+        *skip = None;
         self.acked.store(position, Ordering::Release);
     }
 }
@@ -103,5 +139,35 @@ mod tests {
         assert_eq!(p.acked(), 20);
         p.reset(0);
         assert_eq!(p.acked(), 0);
+    }
+
+    #[test]
+    fn a_skip_waits_for_what_was_shipped_before_it() {
+        let p = SourceProgress::new(0);
+        // Shipped [0, 10), filtered [10, 30): nothing moves before 10 is acked.
+        p.skip_to(10, 30);
+        assert_eq!(p.acked(), 0);
+        p.advance(5);
+        assert_eq!(p.acked(), 5);
+        // A second filtered run right after the first joins it.
+        p.skip_to(10, 40);
+        p.advance(10);
+        assert_eq!(p.acked(), 40);
+        // Nothing in flight: the skip applies at once.
+        p.skip_to(40, 50);
+        assert_eq!(p.acked(), 50);
+        // Shipped [50, 60), filtered [60, 70), shipped [70, 80), filtered [80, 90):
+        // the later run replaces the earlier, which reaching 80 passes anyway.
+        p.skip_to(60, 70);
+        p.skip_to(80, 90);
+        p.advance(60);
+        assert_eq!(p.acked(), 60);
+        p.advance(80);
+        assert_eq!(p.acked(), 90);
+        // A reset forgets a pending skip of the old content.
+        p.skip_to(100, 200);
+        p.reset(0);
+        p.advance(100);
+        assert_eq!(p.acked(), 100);
     }
 }

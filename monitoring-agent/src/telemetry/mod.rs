@@ -16,7 +16,9 @@
 //! `events_sent_total{source}` for each write to the collector (resends included),
 //! `events_acked_total{source}` once when it is committed. Within one run of the agent,
 //! once nothing is buffered or in flight: `read == acked + dropped` (all reasons) for
-//! every source. Per-source counters are handles made once per source, so counting on
+//! every source. Log events filtered out by a source never enter the pipeline: they
+//! are counted in `events_filtered_total{source, reason}` ([`FilteredEvents`]), not
+//! read and not dropped. Per-source counters are handles made once per source, so counting on
 //! the hot path is an array index and an atomic add, never a label lookup.
 
 use std::sync::Arc;
@@ -28,8 +30,10 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 mod accounting;
+mod filtered;
 
 pub use accounting::{DropReason, DroppedEvents, PerSource, SourceMetrics};
+pub use filtered::FilteredEvents;
 
 use crate::buffer::disk::SpoolMetrics;
 use crate::collectors::logs::FileMetrics;
@@ -175,6 +179,9 @@ pub struct Telemetry {
     pub dropped: DroppedEvents,
     /// The per-source accounting (read, sent, acknowledged).
     pub sources: SourceMetrics,
+    /// Log events filtered out by their source (shared with the file and journald
+    /// metrics).
+    pub filtered: FilteredEvents,
     /// Configuration reloads (SIGHUP), by `result` (`ok`, `error`).
     pub config_reloads: Family<OneLabel, Counter>,
 }
@@ -198,6 +205,12 @@ impl Telemetry {
         let sources = SourceMetrics::default();
         let r = &mut registry;
         accounting::register_sources(r, &sources);
+        let filtered = FilteredEvents::default();
+        r.register(
+            "monitoring_agent_events_filtered",
+            "Log events a source read and did not ship because of its filter (include, exclude, min_severity), by source and reason; they never enter the pipeline and are not drops",
+            filtered.family(),
+        );
 
         let buffer = BufferMetrics {
             dropped: dropped.clone(),
@@ -272,7 +285,10 @@ impl Telemetry {
             host.collection_seconds.clone(),
         );
 
-        let files = Arc::new(FileMetrics::default());
+        let files = Arc::new(FileMetrics {
+            filtered: filtered.clone(),
+            ..FileMetrics::default()
+        });
         files.register(r);
 
         let spool = SpoolMetrics {
@@ -281,7 +297,10 @@ impl Telemetry {
         };
         spool.register(r);
 
-        let journald = Arc::new(JournaldMetrics::default());
+        let journald = Arc::new(JournaldMetrics {
+            filtered: filtered.clone(),
+            ..JournaldMetrics::default()
+        });
         journald.register(r);
 
         let config_reloads = Family::<OneLabel, Counter>::default();
@@ -307,6 +326,7 @@ impl Telemetry {
             journald,
             dropped,
             sources,
+            filtered,
             config_reloads,
         }
     }

@@ -3,6 +3,7 @@
 use monitoring_common::config::{Problem, Validate};
 use serde::{Deserialize, Serialize};
 
+use crate::collectors::logs::filter::FilterConfig;
 use crate::collectors::logs::journald::JournaldConfig;
 
 /// Where to start in a file the agent has never seen before.
@@ -73,6 +74,10 @@ pub struct LogsConfig {
     /// `[collectors.logs.multiline]`: merging lines into one event (stack traces).
     /// Default: off.
     pub multiline: MultilineConfig,
+    /// `[collectors.logs.filter]`: which events ship (include and exclude regular
+    /// expressions, a minimum severity), applied to each event after multiline
+    /// merging. Default: every event ships.
+    pub filter: FilterConfig,
     /// Units whose journal entries are read (`_SYSTEMD_UNIT`; a name without a
     /// suffix means `<name>.service`, as for `journalctl -u`). Empty: every unit.
     /// Used by the journald source only. Default `[]`.
@@ -126,6 +131,7 @@ impl Default for LogsConfig {
             fingerprint_bytes: 256,
             partial_line_timeout_ms: 5000,
             multiline: MultilineConfig::default(),
+            filter: FilterConfig::default(),
             max_open_files: 1024,
             rotated_idle_close_ms: 5000,
             rotated_max_open_secs: 300,
@@ -229,6 +235,7 @@ impl Validate for LogsConfig {
                 ));
             }
         }
+        problems.extend(self.filter.validate("collectors.logs.filter"));
         problems.extend(self.journald.validate(&self.journald_units));
         problems
     }

@@ -5,6 +5,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::telemetry::FilteredEvents;
+
 /// Counters and gauges of the file tail source. Cheap to update from the read loop;
 /// registered once with [`FileMetrics::register`]. Counter names get their `_total`
 /// suffix from the encoder.
@@ -46,6 +48,9 @@ pub struct FileMetrics {
     pub read_errors: Counter,
     /// File system notification errors and queue overflows (each triggers a rescan).
     pub watch_errors: Counter,
+    /// Events filtered out by `[collectors.logs.filter]`, by reason (registered with
+    /// the telemetry, shared with the journald source).
+    pub filtered: FilteredEvents,
 }
 
 impl FileMetrics {

@@ -5,6 +5,14 @@
 //! file short enough to be known by inode is never read past `fingerprint_bytes`
 //! before its identity is settled, and a truncation is seen as a size below the read
 //! position rather than as a read from the middle of new content.
+//!
+//! Each event (after multiline merging) goes through the source's filter. A filtered
+//! event is consumed, not lost: its end is acknowledged like a shipped one's, by
+//! stretching the acknowledgement of the event shipped just before it in the same
+//! chunk, or, with none, by a [`SourceProgress::skip_to`] that passes it once
+//! everything handed over before it is acknowledged. The acknowledged position thus
+//! never passes an event still in flight, and the skip lives with the progress, so
+//! it survives the tail being closed, parked at a truncation or resumed.
 
 use std::fs::File;
 use std::io;
@@ -21,6 +29,7 @@ use super::checkpoints::{self, Known};
 use super::fingerprint::{Key, Prefix, read_prefix, starts_with};
 use super::multiline::{Merged, Merger, Rule};
 use super::reader::LineSplitter;
+use crate::collectors::logs::filter::{LineFilter, Verdict};
 use crate::pipeline::{Envelope, Source, SourceProgress};
 
 /// Field holding the byte offset of the line's start in its file.
@@ -70,6 +79,8 @@ pub(super) struct LineRules {
     /// How long a last line without its newline waits before it is shipped; `None`
     /// waits for the newline.
     pub partial_timeout: Option<Duration>,
+    /// Which events ship.
+    pub filter: Arc<LineFilter>,
 }
 
 /// Buffers shared by all tails, reused across reads.
@@ -109,8 +120,16 @@ pub(super) struct Tail {
     pub progress: Arc<SourceProgress>,
     /// Line splitting state; its position is the read position.
     pub splitter: LineSplitter,
-    /// Offset just past the last line handed over.
+    /// Offset just past the last event consumed: handed over, or filtered out.
     pub emitted: u64,
+    /// Offset just past the last event handed over (its acknowledgement stretched
+    /// over the filtered events right after it): what a skip waits for.
+    shipped: u64,
+    /// End of the events filtered out in the chunk being split while no event of
+    /// the chunk was shipped before them.
+    filtered_to: Option<u64>,
+    /// Which events ship; replaced on reload.
+    pub filter: Arc<LineFilter>,
     /// Size at the last poll (or when opened).
     pub size: u64,
     /// Since when it is no longer matched by the patterns (renamed away or deleted).
@@ -152,6 +171,9 @@ impl Tail {
             progress,
             splitter: LineSplitter::new(start, rules.max_line_bytes),
             emitted: start,
+            shipped: start,
+            filtered_to: None,
+            filter: Arc::clone(&rules.filter),
             size: start,
             rotated_since: None,
             last_data: Instant::now(),
@@ -174,6 +196,8 @@ impl Tail {
         self.progress = SourceProgress::new(0);
         self.splitter = LineSplitter::new(0, self.max_line_bytes);
         self.emitted = 0;
+        self.shipped = 0;
+        self.filtered_to = None;
         self.last_data = Instant::now();
     }
 
@@ -270,8 +294,18 @@ impl Tail {
         Ok(Poll::Read { more: pos < size })
     }
 
-    /// Hands over the envelopes in `cx.batch` and moves `emitted` past them.
+    /// Hands over the envelopes in `cx.batch` and moves `emitted` past them and past
+    /// the events filtered out after them.
     fn deliver(&mut self, cx: &mut ReadContext<'_>, out: &mut dyn Deliver) -> Result<(), Stopped> {
+        let filtered = self.filtered_to.take();
+        // Filtered events before the first shipped one of the chunk: passed once
+        // everything shipped before them is acknowledged. Recorded before the
+        // hand-over, which may stop: they are consumed either way, and the events
+        // of the batch come after them.
+        if let Some(end) = filtered {
+            self.progress.skip_to(self.shipped, end);
+            self.emitted = self.emitted.max(end);
+        }
         let Some(end) = cx.batch.last().and_then(|e| e.ack.as_ref()).map(|a| a.1) else {
             return Ok(());
         };
@@ -281,6 +315,7 @@ impl Tail {
             return Err(stopped);
         }
         self.emitted = end;
+        self.shipped = end;
         Ok(())
     }
 
@@ -288,7 +323,7 @@ impl Tail {
     /// is handed out before the file is read again.
     fn truncated(&mut self, cx: &mut ReadContext<'_>, out: &mut dyn Deliver) -> io::Result<Poll> {
         if let Some(merged) = self.merger.as_mut().and_then(Merger::take) {
-            self.push_event(merged, now_ns(), cx.batch);
+            self.push_event(merged, now_ns(), cx.batch, cx.metrics);
             if let Err(stopped) = self.deliver(cx, out) {
                 return Ok(Poll::Stopped(stopped));
             }
@@ -301,7 +336,7 @@ impl Tail {
     fn idle(&mut self, cx: &mut ReadContext<'_>, out: &mut dyn Deliver) -> io::Result<Poll> {
         let now = Instant::now();
         if let Some(merged) = self.merger.as_mut().and_then(|m| m.due(now)) {
-            self.push_event(merged, now_ns(), cx.batch);
+            self.push_event(merged, now_ns(), cx.batch, cx.metrics);
         }
         let partial_due = self
             .partial_timeout
@@ -319,10 +354,10 @@ impl Tail {
             for (text, start, end, truncated) in lines {
                 cx.metrics.partial_lines.inc();
                 cx.metrics.lines_truncated.inc_by(u64::from(truncated));
-                self.push_line(text, start, end, (now, now_ns()), cx.batch);
+                self.push_line(text, start, end, (now, now_ns()), cx.batch, cx.metrics);
                 // Nothing follows it to close a merged event.
                 if let Some(merged) = self.merger.as_mut().and_then(Merger::take) {
-                    self.push_event(merged, now_ns(), cx.batch);
+                    self.push_event(merged, now_ns(), cx.batch, cx.metrics);
                 }
             }
         }
@@ -346,7 +381,7 @@ impl Tail {
             ));
         });
         for (text, start, end) in lines.drain(..) {
-            self.push_line(text, start, end, at, batch);
+            self.push_line(text, start, end, at, batch, metrics);
         }
         self.line_scratch = lines;
         if truncated > 0 {
@@ -362,34 +397,56 @@ impl Tail {
         end: u64,
         at: (Instant, i64),
         batch: &mut Vec<Envelope>,
+        metrics: &FileMetrics,
     ) {
         let Some(merger) = self.merger.as_mut() else {
-            self.push_envelope(text, start, end, at.1, batch);
+            self.push_envelope(text, start, end, at.1, batch, metrics);
             return;
         };
         if let Some(merged) = merger.push(&text, start, end, at.0) {
-            self.push_event(merged, at.1, batch);
+            self.push_event(merged, at.1, batch, metrics);
         }
     }
 
-    fn push_event(&self, merged: Merged, timestamp_ns: i64, batch: &mut Vec<Envelope>) {
+    fn push_event(
+        &mut self,
+        merged: Merged,
+        timestamp_ns: i64,
+        batch: &mut Vec<Envelope>,
+        metrics: &FileMetrics,
+    ) {
         self.push_envelope(
             merged.message,
             merged.start,
             merged.end,
             timestamp_ns,
             batch,
+            metrics,
         );
     }
 
+    /// One complete event: shipped, or consumed by the filter.
     fn push_envelope(
-        &self,
+        &mut self,
         message: String,
         start: u64,
         end: u64,
         timestamp_ns: i64,
         batch: &mut Vec<Envelope>,
+        metrics: &FileMetrics,
     ) {
+        let severity = match self.filter.check(&message) {
+            Verdict::Ship(severity) => severity,
+            Verdict::Filter(reason) => {
+                metrics.filtered.inc(Source::File, reason);
+                match batch.last_mut().and_then(|e| e.ack.as_mut()) {
+                    // Acknowledged with the event shipped before it.
+                    Some(ack) => ack.1 = end,
+                    None => self.filtered_to = Some(end),
+                }
+                return;
+            }
+        };
         let mut fields = Fields::new();
         fields.insert(
             OFFSET_FIELD.to_string(),
@@ -403,7 +460,7 @@ impl Tail {
                 labels: Labels::new(),
                 kind: EventKind::Log(LogEvent {
                     message,
-                    severity: None,
+                    severity,
                     fields,
                 }),
             },

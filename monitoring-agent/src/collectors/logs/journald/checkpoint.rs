@@ -118,6 +118,21 @@ impl InFlight {
         self.last_position
     }
 
+    /// Records an entry consumed without being shipped (filtered out). Its cursor
+    /// replaces that of the last entry in flight, at the same position: once that
+    /// entry is acknowledged, everything up to this one is done with. With nothing
+    /// in flight, everything read before is acknowledged and the cursor is returned,
+    /// to be checkpointed as it is.
+    pub fn consume(&mut self, cursor: String) -> Option<String> {
+        match self.entries.back_mut() {
+            Some((_, last)) => {
+                *last = cursor;
+                None
+            }
+            None => Some(cursor),
+        }
+    }
+
     /// Forgets the entries up to `acked` and returns the cursor of the last of them,
     /// if any was acknowledged since the previous call.
     pub fn take_acked(&mut self, acked: u64) -> Option<String> {
@@ -152,6 +167,21 @@ mod tests {
         assert_eq!(f.len(), 1);
         assert_eq!(f.take_acked(10), Some("c".into()));
         assert_eq!(f.len(), 0);
+    }
+
+    #[test]
+    fn a_consumed_cursor_waits_for_the_entry_before_it() {
+        let mut f = InFlight::default();
+        // Nothing in flight: checkpointed as it is.
+        assert_eq!(f.consume("x".into()), Some("x".into()));
+        assert_eq!(f.push("a".into()), 1);
+        assert_eq!(f.consume("b".into()), None);
+        assert_eq!(f.consume("c".into()), None);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f.take_acked(0), None);
+        assert_eq!(f.take_acked(1), Some("c".into()));
+        assert_eq!(f.push("d".into()), 2);
+        assert_eq!(f.take_acked(2), Some("d".into()));
     }
 
     #[test]

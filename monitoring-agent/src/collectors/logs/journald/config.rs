@@ -10,6 +10,7 @@ use monitoring_common::config::Problem;
 use serde::{Deserialize, Serialize};
 
 use crate::collectors::logs::ReadFrom;
+use crate::collectors::logs::filter::FilterConfig;
 
 /// Longest journal field name (`JOURNAL_FIELD_NAME_MAX` would be 64 in systemd).
 const MAX_FIELD_NAME: usize = 64;
@@ -42,6 +43,11 @@ pub struct JournaldConfig {
     /// entry kept). Later starts resume after the last acknowledged entry.
     /// Default `"end"`.
     pub read_from: ReadFrom,
+    /// `[collectors.logs.journald.filter]`: include and exclude regular expressions
+    /// and a minimum severity, applied to each entry's `MESSAGE` after the journal
+    /// matches (the severity is read from the message text; `max_priority` is the
+    /// way to select by the entry's own priority). Default: every entry ships.
+    pub filter: FilterConfig,
 }
 
 impl Default for JournaldConfig {
@@ -52,6 +58,7 @@ impl Default for JournaldConfig {
             max_priority: None,
             matches: Vec::new(),
             read_from: ReadFrom::End,
+            filter: FilterConfig::default(),
         }
     }
 }
@@ -85,6 +92,7 @@ impl JournaldConfig {
                 "must not be empty (leave it out to read the system journal)",
             ));
         }
+        problems.extend(self.filter.validate("collectors.logs.journald.filter"));
         if let Some(Err(message)) = self.max_priority.as_deref().map(parse_priority) {
             problems.push(Problem::new(key("max_priority"), message));
         }

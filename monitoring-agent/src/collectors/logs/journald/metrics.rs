@@ -4,6 +4,8 @@
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 
+use crate::telemetry::FilteredEvents;
+
 /// Counters of the journald source, registered once with [`JournaldMetrics::register`].
 /// Counter names get their `_total` suffix from the encoder.
 #[derive(Debug, Default)]
@@ -19,6 +21,9 @@ pub struct JournaldMetrics {
     pub checkpoint_writes: Counter,
     /// Cursor checkpoint writes that failed (retried at the next interval).
     pub checkpoint_write_failures: Counter,
+    /// Entries filtered out by `[collectors.logs.journald.filter]`, by reason
+    /// (registered with the telemetry, shared with the file source).
+    pub filtered: FilteredEvents,
 }
 
 impl JournaldMetrics {

@@ -12,7 +12,8 @@
 //! - `reader`: opening, filtering, resuming after a cursor, reading entries;
 //! - `convert`: an entry's fields to an event (the field names are listed there);
 //! - `checkpoint`: cursors in flight, `<state dir>/journald.json`;
-//! - `run`: the source's thread and its loop ([`run()`]);
+//! - `run`: the source's thread and its loop ([`run()`]), where
+//!   `[collectors.logs.journald.filter]` is applied to each entry's `MESSAGE`;
 //! - [`metrics`]: the source's counters.
 //!
 //! Each event is a log event with `source` = `"journald"` (or the configured path),
@@ -33,6 +34,8 @@ mod reader;
 mod run;
 
 #[cfg(all(test, feature = "journald"))]
+mod filter_tests;
+#[cfg(all(test, feature = "journald"))]
 pub(crate) mod testing;
 #[cfg(all(test, feature = "journald"))]
 mod tests;
@@ -50,6 +53,7 @@ pub use metrics::JournaldMetrics;
 #[cfg(feature = "journald")]
 pub use run::run;
 
+use crate::collectors::logs::filter::LineFilter;
 use crate::collectors::logs::{LogsConfig, ReadFrom};
 use crate::pipeline::EventOutput;
 
@@ -115,6 +119,8 @@ pub struct Settings {
     pub wait_timeout: Duration,
     /// How often the acknowledged cursor is written (only when it changed).
     pub checkpoint_interval: Duration,
+    /// Which entries ship, by their `MESSAGE`.
+    pub filter: Arc<LineFilter>,
 }
 
 impl Settings {
@@ -133,6 +139,8 @@ impl Settings {
             read_from: j.read_from,
             wait_timeout: Duration::from_secs(1),
             checkpoint_interval: Duration::from_secs(1),
+            // Validated with the configuration.
+            filter: Arc::new(LineFilter::new(&j.filter).unwrap_or_default()),
         }
     }
 }

@@ -7,6 +7,10 @@
 //! [`Settings::checkpoint_interval`], and when the journal has nothing new waits in
 //! `sd_journal_wait` for at most [`Settings::wait_timeout`], so that a stop is seen
 //! within that time and an idle source costs one wake-up per timeout.
+//!
+//! An entry the filter rejects is consumed, not lost: its cursor takes the place of
+//! the cursor of the last entry in flight ([`InFlight::consume`]), so that it is
+//! checkpointed once that entry is acknowledged, or at once when none is in flight.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,7 +24,9 @@ use super::checkpoint::{self, InFlight};
 use super::convert::to_event;
 use super::reader::Reader;
 use super::{JournaldError, JournaldMetrics, Settings};
+use crate::collectors::logs::filter::Verdict;
 use crate::pipeline::{self, Envelope, EventOutput, SourceProgress};
+use monitoring_common::EventKind;
 
 /// Most entries read before they are handed over (and the stop flag checked).
 pub const CHUNK: usize = 256;
@@ -144,8 +150,7 @@ impl<O: EventOutput> Source<O> {
             }
             let room = CHUNK.min(InFlight::MAX - self.in_flight.len());
             let read = self.read_chunk(&mut batch, room);
-            let count = batch.len();
-            if count > 0 {
+            if !batch.is_empty() {
                 match self.deliver(&mut batch) {
                     Ok(()) => {}
                     Err(Stopped::Cancelled) => reading = false,
@@ -156,8 +161,8 @@ impl<O: EventOutput> Source<O> {
                 }
             }
             match read {
-                Ok(()) if count == room => {}
-                Ok(()) => {
+                Ok(examined) if examined == room => {}
+                Ok(_) => {
                     let timeout = self.settings.wait_timeout.min(until_checkpoint);
                     if let Err(error) = self.reader.wait(timeout) {
                         self.read_error("wait for", &error);
@@ -169,21 +174,45 @@ impl<O: EventOutput> Source<O> {
         self.checkpoint();
     }
 
-    /// Reads up to `room` entries into `batch`; stops early at the end of the journal
-    /// or at an error (entries read before it are kept).
-    fn read_chunk(&mut self, batch: &mut Vec<Envelope>, room: usize) -> Result<(), systemd::Error> {
-        while batch.len() < room {
+    /// Reads up to `room` entries, putting those that pass the filter into `batch`,
+    /// and returns how many it read; stops early at the end of the journal or at an
+    /// error (entries read before it are kept).
+    fn read_chunk(
+        &mut self,
+        batch: &mut Vec<Envelope>,
+        room: usize,
+    ) -> Result<usize, systemd::Error> {
+        let mut examined = 0;
+        while examined < room {
             let Some((entry, cursor)) = self.reader.next_entry()? else {
                 break;
             };
+            examined += 1;
+            let mut event = to_event(&entry, &self.settings.source);
+            if let EventKind::Log(log) = &mut event.kind {
+                match self.settings.filter.check(&log.message) {
+                    // The entry's own priority, when it has one, says more than
+                    // the words of its message.
+                    Verdict::Ship(detected) => log.severity = log.severity.or(detected),
+                    Verdict::Filter(reason) => {
+                        self.metrics
+                            .filtered
+                            .inc(pipeline::Source::Journald, reason);
+                        if let Some(cursor) = self.in_flight.consume(cursor) {
+                            self.unsaved = Some(Some(cursor));
+                        }
+                        continue;
+                    }
+                }
+            }
             let position = self.in_flight.push(cursor);
             batch.push(Envelope {
                 source: pipeline::Source::Journald,
-                event: to_event(&entry, &self.settings.source),
+                event,
                 ack: Some((Arc::clone(&self.progress), position)),
             });
         }
-        Ok(())
+        Ok(examined)
     }
 
     /// Hands `batch` to the pipeline. An entry not handed over is never acknowledged,

@@ -25,7 +25,7 @@ const PATIENCE: Duration = Duration::from_secs(20);
 /// How long to watch for entries that should not come.
 const QUIET: Duration = Duration::from_millis(700);
 
-fn settings(path: &Path) -> Settings {
+pub(super) fn settings(path: &Path) -> Settings {
     Settings {
         path: Some(path.to_path_buf()),
         source: path.display().to_string(),
@@ -35,11 +35,12 @@ fn settings(path: &Path) -> Settings {
         read_from: ReadFrom::Beginning,
         wait_timeout: Duration::from_secs(1),
         checkpoint_interval: Duration::from_millis(100),
+        filter: Arc::default(),
     }
 }
 
 /// A running source feeding a small channel (so that delivery waits for room).
-struct Running {
+pub(super) struct Running {
     task: JoinHandle<Result<(), JournaldError>>,
     rx: mpsc::Receiver<Envelope>,
     stop_reading: CancellationToken,
@@ -47,7 +48,7 @@ struct Running {
     metrics: Arc<JournaldMetrics>,
 }
 
-fn start(settings: Settings, state: &Path) -> Running {
+pub(super) fn start(settings: Settings, state: &Path) -> Running {
     let (tx, rx) = mpsc::channel(8);
     let metrics = Arc::new(JournaldMetrics::default());
     let (stop_reading, stop_all) = (CancellationToken::new(), CancellationToken::new());
@@ -71,7 +72,7 @@ fn start(settings: Settings, state: &Path) -> Running {
 impl Running {
     /// Receives `n` events, acknowledging those `ack` accepts (by sequence number) as
     /// the transport would.
-    async fn take(&mut self, n: usize, ack: impl Fn(u64) -> bool) -> Vec<Event> {
+    pub(super) async fn take(&mut self, n: usize, ack: impl Fn(u64) -> bool) -> Vec<Event> {
         let mut events = Vec::new();
         while events.len() < n {
             let envelope = tokio::time::timeout(PATIENCE, self.rx.recv())
@@ -89,7 +90,7 @@ impl Running {
     }
 
     /// Asserts that nothing more arrives for a while.
-    async fn assert_quiet(&mut self) {
+    pub(super) async fn assert_quiet(&mut self) {
         if let Ok(Some(envelope)) = tokio::time::timeout(QUIET, self.rx.recv()).await {
             panic!("unexpected event: {:?}", envelope.event);
         }
@@ -97,7 +98,7 @@ impl Running {
 
     /// Stops the source (as the agent does: reading first, then everything) and
     /// returns how long it took.
-    async fn stop(self) -> (Duration, Arc<JournaldMetrics>) {
+    pub(super) async fn stop(self) -> (Duration, Arc<JournaldMetrics>) {
         let started = Instant::now();
         self.stop_reading.cancel();
         self.stop_all.cancel();
@@ -126,12 +127,12 @@ fn seq(event: &Event) -> u64 {
         .unwrap_or_else(|| panic!("no seq in {message:?}"))
 }
 
-fn seqs(events: &[Event]) -> Vec<u64> {
+pub(super) fn seqs(events: &[Event]) -> Vec<u64> {
     events.iter().map(seq).collect()
 }
 
 /// A journal directory and a state directory side by side in a fresh temp dir.
-fn dirs() -> (tempfile::TempDir, PathBuf, PathBuf) {
+pub(super) fn dirs() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let root = tempfile::tempdir().unwrap();
     let journal = root.path().join("journal");
     let state = root.path().join("state");

@@ -33,6 +33,7 @@ use super::discovery::Discovery;
 use super::fingerprint::Key;
 use super::multiline::Rule;
 use super::tail::{Deliver, LineRules, Poll, ReadContext, Stopped, Tail};
+use crate::collectors::logs::filter::LineFilter;
 
 /// Size of one read.
 const CHUNK_BYTES: usize = 64 * 1024;
@@ -113,7 +114,9 @@ impl Server {
     /// content's record, whose progress the acknowledgements of their lines still in
     /// flight keep advancing: nothing is lost, and a file matched again later resumes
     /// where it stopped. Line rules apply to files opened from now on; an open file
-    /// keeps the ones it was opened with, as its partial line was split by them.
+    /// keeps the ones it was opened with, as its partial line was split by them. The
+    /// filter is not a line rule: it applies to every open file from its next event
+    /// on (its position does not move, nothing is read again).
     pub fn reconfigure(&mut self, config: LogsConfig, discovery: Discovery) {
         let matched: HashSet<(u64, u64)> = discovery
             .scan()
@@ -138,6 +141,9 @@ impl Server {
             }
         }
         self.rules = line_rules(&config);
+        for tail in self.tails.values_mut() {
+            tail.filter = Arc::clone(&self.rules.filter);
+        }
         self.config = config;
         self.discovery = discovery;
         self.failed_paths.clear();
@@ -315,7 +321,13 @@ fn line_rules(config: &LogsConfig) -> LineRules {
         warn!(message = "Multiline pattern does not compile; lines are not merged.", %error);
         None
     });
+    // Validated with the configuration too.
+    let filter = LineFilter::new(&config.filter).unwrap_or_else(|(key, error)| {
+        warn!(message = "Filter does not compile; every event ships.", key, %error);
+        LineFilter::default()
+    });
     LineRules {
+        filter: Arc::new(filter),
         max_line_bytes: config.max_line_bytes,
         multiline,
         partial_timeout: (config.partial_line_timeout_ms > 0)

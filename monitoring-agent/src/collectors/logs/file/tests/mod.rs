@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::*;
 use crate::pipeline::Envelope;
 
+mod filter;
 mod multiline;
 mod reload;
 mod rotation;

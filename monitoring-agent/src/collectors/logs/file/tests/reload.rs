@@ -4,7 +4,7 @@
 use super::*;
 use crate::collectors::logs::file::run::{FileReloader, run_reloadable};
 
-fn start(config: LogsConfig, state: &Path) -> (Harness, FileReloader) {
+pub(super) fn start(config: LogsConfig, state: &Path) -> (Harness, FileReloader) {
     let (tx, rx) = mpsc::channel(1000);
     let (reloader, reloads) = FileReloader::channel();
     let stop_reading = CancellationToken::new();
