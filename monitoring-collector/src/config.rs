@@ -307,6 +307,7 @@ mod tests {
         assert_eq!(config.server.max_connections, 1024);
         assert_eq!(config.processor.queue_batches, 64);
         assert!(config.processor.workers >= 1);
+        assert!(config.processor.parse);
         assert_eq!(config.storage.path, PathBuf::from("var/collector"));
         assert_eq!(config.storage.retention_days, 7);
         assert_eq!(config.server.limits, Limits::default());

@@ -3,7 +3,8 @@
 //!
 //! - [`server`]: wiring and shutdown order; [`run`] is the library entry point;
 //! - [`ingest`]: the `/ingest` WebSocket endpoint: frames in, acknowledgements out;
-//! - [`processor`]: the worker pool between ingest and storage;
+//! - [`processor`]: the worker pool between ingest and storage: parsing, severity and
+//!   enrichment of log events, then the commit;
 //! - [`storage`]: the [`storage::Store`] trait and its backends (`sqlite`);
 //! - [`api`]: the REST API, `/health`, `/ready` and `/metrics`;
 //! - [`auth`]: who an agent is (the seam for mTLS and JWT);

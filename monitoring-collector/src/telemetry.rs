@@ -187,6 +187,8 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     /// Batches waiting in the processor queue.
     pub processor_queue_depth: Gauge,
+    /// Log events parsed, by format (json, logfmt, rfc5424, rfc3164, timestamp, none).
+    pub processor_parsed: Family<ReasonLabel, Counter>,
     /// Data retention runs that failed.
     pub retention_failures: Counter,
     /// Storage partitions dropped by retention.
@@ -216,6 +218,7 @@ impl Default for Metrics {
             // 0.5 ms to about 16 s.
             commit_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             processor_queue_depth: Gauge::default(),
+            processor_parsed: Family::default(),
             retention_failures: Counter::default(),
             retention_partitions_dropped: Counter::default(),
             api_logins: Family::default(),
@@ -326,6 +329,16 @@ impl Telemetry {
             "Batches waiting in the processor queue",
             m.processor_queue_depth.clone(),
         );
+        for format in crate::processor::parse::Format::ALL {
+            m.processor_parsed
+                .get_or_create(&[("format", format.as_str())])
+                .inc_by(0);
+        }
+        r.register(
+            "monitoring_processor_parsed",
+            "Log events parsed, by the format recognised (json, logfmt, rfc5424, rfc3164, timestamp, none)",
+            m.processor_parsed.clone(),
+        );
         r.register(
             "monitoring_storage_retention_failures",
             "Retention runs that failed",
@@ -397,6 +410,10 @@ mod tests {
             text.contains("monitoring_processor_queue_depth 0"),
             "{text}"
         );
+        for format in ["json", "logfmt", "rfc5424", "rfc3164", "timestamp", "none"] {
+            let series = format!("monitoring_processor_parsed_total{{format=\"{format}\"}} 0");
+            assert!(text.contains(&series), "{series} missing:\n{text}");
+        }
         for kind in event_kind::ALL {
             for family in ["ingest_events_received", "storage_events_stored"] {
                 let series = format!("monitoring_{family}_total{{kind=\"{kind}\"}} 0");

@@ -1,16 +1,18 @@
 //! The processor: a pool of worker threads between ingest and storage.
 //!
 //! Ingest hands each frame (already header-checked) to [`ProcessorHandle::submit`]
-//! with the authenticated agent id; a worker decodes the payload, runs the per-batch
-//! processing steps (none yet: parsing and enrichment come in a later issue, in
-//! `Processor::process`'s place) and commits the batch to the store, then answers on
-//! a oneshot channel. Decoding and committing are CPU and disk work, so they run on
+//! with the authenticated agent id; a worker decodes the payload, processes each log
+//! event ([`parse`]: fields, severity; [`enrich`]: the agent's host and tags as
+//! labels) and commits the batch to the store, then answers on a oneshot channel. Decoding and committing are CPU and disk work, so they run on
 //! plain OS threads, never on the async executor.
 //!
 //! The queue is bounded (`processor.queue_batches`): when it is full, `submit` fails
 //! at once and ingest answers retry-later, which slows the agents down instead of
 //! growing memory. The pool stops when every handle is dropped and the queue is empty,
 //! so batches already queued are still committed and answered during shutdown.
+
+pub mod enrich;
+pub mod parse;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
@@ -28,6 +30,8 @@ use prometheus_client::metrics::family::Family;
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
+use self::enrich::Enricher;
+use self::parse::Format;
 use crate::auth::AgentId;
 use crate::storage::{CommitOutcome, IngestBatch, StorageError, Store};
 use crate::telemetry::{Metrics, ReasonLabel, event_kind};
@@ -41,6 +45,9 @@ pub struct ProcessorConfig {
     /// Batches that may wait for a worker before ingest answers retry-later.
     /// Default 64.
     pub queue_batches: usize,
+    /// Parse log lines into fields (JSON, logfmt, syslog, timestamps) and classify
+    /// their severity. Default true; false stores lines exactly as they arrive.
+    pub parse: bool,
 }
 
 impl Default for ProcessorConfig {
@@ -48,6 +55,7 @@ impl Default for ProcessorConfig {
         ProcessorConfig {
             workers: std::thread::available_parallelism().map_or(1, usize::from),
             queue_batches: 64,
+            parse: true,
         }
     }
 }
@@ -151,6 +159,8 @@ struct Worker {
     store: Arc<dyn Store>,
     limits: Limits,
     metrics: Metrics,
+    parse: bool,
+    enricher: Arc<Enricher>,
 }
 
 impl Processor {
@@ -164,6 +174,7 @@ impl Processor {
     ) -> Result<(Processor, ProcessorHandle), SpawnError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(config.queue_batches);
         let rx = Arc::new(Mutex::new(rx));
+        let enricher = Arc::new(Enricher::seeded(store.as_ref()));
         let mut workers = Vec::with_capacity(config.workers);
         for i in 0..config.workers.max(1) {
             let worker = Worker {
@@ -171,6 +182,8 @@ impl Processor {
                 store: Arc::clone(&store),
                 limits,
                 metrics: metrics.clone(),
+                parse: config.parse,
+                enricher: Arc::clone(&enricher),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("processor-{i}"))
@@ -189,12 +202,6 @@ impl Processor {
                 tracing::error!(message = "Processor worker thread panicked.");
             }
         }
-    }
-
-    /// The per-batch processing steps between decoding and storage. None yet: this is
-    /// where parsing, enrichment and classification will go.
-    fn process(batch: IngestBatch) -> IngestBatch {
-        batch
     }
 }
 
@@ -231,7 +238,7 @@ impl Worker {
             Err(error) => return Outcome::Rejected(error),
         };
         count_by_kind(&self.metrics.events_received, &frame.events);
-        let batch = Processor::process(IngestBatch {
+        let batch = self.process(IngestBatch {
             agent_id: job.agent_id.as_arc(),
             stream_id: frame.header.stream_id,
             sequence: frame.header.sequence,
@@ -251,6 +258,34 @@ impl Worker {
             Ok(CommitOutcome::Duplicate) => Outcome::Stored(CommitOutcome::Duplicate),
             Err(error) => Outcome::StoreFailed(error),
         }
+    }
+
+    /// The steps between decoding and storage: enrichment, then parsing and
+    /// classification of each log event.
+    fn process(&self, mut batch: IngestBatch) -> IngestBatch {
+        self.enricher.enrich(&batch.agent_id, &mut batch.events);
+        if !self.parse {
+            return batch;
+        }
+        // Counted per batch: one label lookup per format seen, not per event.
+        let mut counts = [0u64; Format::ALL.len()];
+        for event in &mut batch.events {
+            if let EventKind::Log(log) = &mut event.kind {
+                let format = parse::apply(log, event.timestamp_ns);
+                if let Some(i) = Format::ALL.iter().position(|f| *f == format) {
+                    counts[i] += 1;
+                }
+            }
+        }
+        for (format, n) in Format::ALL.iter().zip(counts) {
+            if n > 0 {
+                self.metrics
+                    .processor_parsed
+                    .get_or_create(&[("format", format.as_str())])
+                    .inc_by(n);
+            }
+        }
+        batch
     }
 
     fn count_events(&self, batch: &IngestBatch) {
@@ -281,123 +316,4 @@ fn count_by_kind(family: &Family<ReasonLabel, Counter>, events: &[Event]) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::storage::sqlite::{SqliteConfig, SqliteStore};
-    use monitoring_common::Event;
-    use monitoring_common::event::now_ns;
-    use monitoring_common::protocol::Codec;
-    use monitoring_common::protocol::frame::encode_frame;
-    use monitoring_common::protocol::payload::encode_events;
-
-    fn store(dir: &std::path::Path) -> Arc<dyn Store> {
-        let config = SqliteConfig {
-            path: dir.to_path_buf(),
-            ..SqliteConfig::default()
-        };
-        Arc::new(SqliteStore::open(&config).expect("store opens"))
-    }
-
-    fn job(seq: u64) -> Job {
-        let events = [Event::log(now_ns(), "t", format!("line {seq}"))];
-        Job {
-            agent_id: AgentId::parse("a").expect("valid id"),
-            received_ns: now_ns(),
-            frame: encode_frame(Codec::Lz4, 1, seq, 1, &encode_events(&events)).into(),
-        }
-    }
-
-    fn start(
-        workers: usize,
-        queue_batches: usize,
-        dir: &std::path::Path,
-    ) -> (Processor, ProcessorHandle) {
-        start_with(workers, queue_batches, dir, Metrics::default())
-    }
-
-    fn start_with(
-        workers: usize,
-        queue_batches: usize,
-        dir: &std::path::Path,
-        metrics: Metrics,
-    ) -> (Processor, ProcessorHandle) {
-        let config = ProcessorConfig {
-            workers,
-            queue_batches,
-        };
-        Processor::start(&config, Limits::default(), store(dir), metrics).expect("starts")
-    }
-
-    fn count(family: &Family<ReasonLabel, Counter>, kind: &'static str) -> u64 {
-        family.get_or_create(&[("kind", kind)]).get()
-    }
-
-    #[tokio::test]
-    async fn commits_recognises_duplicates_and_rejects_bad_payloads() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let metrics = Metrics::default();
-        let (processor, handle) = start_with(2, 8, dir.path(), metrics.clone());
-        let outcome = handle
-            .submit(job(1))
-            .expect("queued")
-            .await
-            .expect("answered");
-        assert!(
-            matches!(outcome, Outcome::Stored(CommitOutcome::Committed)),
-            "{outcome:?}"
-        );
-        let outcome = handle
-            .submit(job(1))
-            .expect("queued")
-            .await
-            .expect("answered");
-        assert!(
-            matches!(outcome, Outcome::Stored(CommitOutcome::Duplicate)),
-            "{outcome:?}"
-        );
-        let mut bad = job(2);
-        let mut bytes = bad.frame.to_vec();
-        bytes.truncate(bytes.len() - 1);
-        bad.frame = bytes.into();
-        let outcome = handle.submit(bad).expect("queued").await.expect("answered");
-        assert!(matches!(outcome, Outcome::Rejected(_)), "{outcome:?}");
-        // Received counts every decoded batch (the duplicate too, not the bad one);
-        // stored only the committed one.
-        assert_eq!(count(&metrics.events_received, event_kind::LOG), 2);
-        assert_eq!(count(&metrics.events_stored, event_kind::LOG), 1);
-        assert_eq!(count(&metrics.events_received, event_kind::METRIC), 0);
-        drop(handle);
-        tokio::task::spawn_blocking(move || processor.join())
-            .await
-            .expect("joins");
-    }
-
-    #[tokio::test]
-    async fn a_full_queue_refuses_at_once_and_queued_jobs_still_finish() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (processor, handle) = start(1, 1, dir.path());
-        // Submitting takes microseconds, a commit with fsync milliseconds.
-        let mut queued = Vec::new();
-        let mut full = 0;
-        for seq in 0..50 {
-            match handle.submit(job(seq)) {
-                Ok(rx) => queued.push(rx),
-                Err(SubmitError::Full) => full += 1,
-                Err(SubmitError::Closed) => panic!("closed while a handle exists"),
-            }
-        }
-        assert!(full > 0, "queue of 1 never full");
-        // Dropping the handle stops the pool only after the queue is drained.
-        drop(handle);
-        for rx in queued {
-            let outcome = rx.await.expect("queued job answered");
-            assert!(
-                matches!(outcome, Outcome::Stored(CommitOutcome::Committed)),
-                "{outcome:?}"
-            );
-        }
-        tokio::task::spawn_blocking(move || processor.join())
-            .await
-            .expect("joins");
-    }
-}
+mod tests;
