@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Installs, from Debian's packages, the C libraries and real servers the tests use
-# (missing ones only). Nothing is started: each test starts what it needs on loopback
-# and stops it.
+# (missing ones only). Nothing is started here: scripts/services.sh starts the
+# database servers on loopback, and tests start the rest themselves.
 #   pkg-config, libsystemd-dev, systemd-journal-remote  the journald source (feature journald)
 #   libpcap-dev, tcpdump                                the traffic source (feature pcap)
 #   prometheus-node-exporter                            a real exporter to scrape
+#   postgresql, clickhouse-server, clickhouse-client    the postgres and clickhouse stores
+#   prometheus                                          the remote-write sink's receiver
+#   curl                                                scripts/services.sh's health checks
 set -euo pipefail
 
 packages=(pkg-config libsystemd-dev systemd-journal-remote libpcap-dev tcpdump
-          prometheus-node-exporter)
+          prometheus-node-exporter postgresql clickhouse-server clickhouse-client prometheus
+          curl)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

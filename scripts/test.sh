@@ -5,8 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The C libraries of the optional sources and the real servers the tests use.
+# The C libraries of the optional sources and the real servers the tests use;
+# PostgreSQL, ClickHouse and Prometheus are started on loopback (left running; stop
+# them with `scripts/services.sh stop`).
 scripts/deps.sh
+scripts/services.sh start
 
 # The end-to-end tests start the binaries from target/debug: build them first, with
 # every feature (the journald and traffic tests need an agent built with them; the

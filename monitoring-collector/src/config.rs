@@ -16,6 +16,7 @@ use serde::Deserialize;
 use crate::api::ApiConfig;
 use crate::auth::AuthConfig;
 use crate::processor::ProcessorConfig;
+use crate::storage::sinks::SinkConfig;
 use crate::storage::sqlite::SqliteConfig;
 
 /// The whole configuration file.
@@ -226,7 +227,8 @@ impl ServerConfig {
     }
 }
 
-/// `[storage]`: the store events are committed to.
+/// `[storage]`: the primary store events are committed to and queried from, and
+/// the extra fan-out sinks.
 ///
 /// The sqlite keys mirror [`SqliteConfig`] (which validates them) rather than
 /// flattening it in: serde cannot combine `flatten` with `deny_unknown_fields`, and
@@ -234,19 +236,30 @@ impl ServerConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
-    /// Backend. Default `"sqlite"`, the embedded store (the only one so far).
+    /// The primary store: `"sqlite"` (default, embedded, one collector),
+    /// `"postgres"` or `"clickhouse"` (shared by any number of collectors).
     pub backend: StorageBackend,
-    /// Directory of the sqlite store's files, created if missing; relative paths are
+    /// sqlite: directory of the store's files, created if missing; relative paths are
     /// relative to the working directory. Default `"var/collector"`.
     pub path: PathBuf,
-    /// Days of data kept, by day of receipt; older day files are deleted at start and
-    /// hourly. `0` keeps everything. Default 7.
+    /// postgres: a libpq-style URL, `postgres://user:password@host:port/database`;
+    /// clickhouse: the HTTP interface with the database,
+    /// `http://user:password@host:8123/?database=monitoring`. No default.
+    pub url: Option<String>,
+    /// Days of data kept, by day; older partitions (sqlite day files, postgres and
+    /// clickhouse daily partitions) are dropped at start and hourly. `0` keeps
+    /// everything. Default 7.
     pub retention_days: u32,
-    /// How long a writer waits for an SQLite lock before failing (the agent then
+    /// sqlite: how long a writer waits for a lock before failing (the agent then
     /// retries), in milliseconds. Default 5000.
     pub busy_timeout_ms: u64,
-    /// Idle read connections kept per day file for API queries. Default 4.
+    /// sqlite: idle read connections kept per day file for API queries; postgres:
+    /// connections in the pool. Default 4.
     pub read_pool_size: usize,
+    /// postgres and clickhouse: connect, statement and request timeout, ms. Default 10000.
+    pub timeout_ms: u64,
+    /// `[[storage.sinks]]`: more places to send events. Default: none.
+    pub sinks: Vec<SinkConfig>,
 }
 
 /// Storage backends.
@@ -256,6 +269,21 @@ pub enum StorageBackend {
     /// The embedded SQLite store.
     #[default]
     Sqlite,
+    /// PostgreSQL: daily partitions, bulk loads with COPY.
+    Postgres,
+    /// ClickHouse over its HTTP interface: MergeTree tables partitioned by day.
+    Clickhouse,
+}
+
+impl StorageBackend {
+    /// The name used in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageBackend::Sqlite => "sqlite",
+            StorageBackend::Postgres => "postgres",
+            StorageBackend::Clickhouse => "clickhouse",
+        }
+    }
 }
 
 impl Default for StorageConfig {
@@ -264,9 +292,12 @@ impl Default for StorageConfig {
         StorageConfig {
             backend: StorageBackend::Sqlite,
             path: sqlite.path,
+            url: None,
             retention_days: sqlite.retention_days,
             busy_timeout_ms: sqlite.busy_timeout_ms,
             read_pool_size: sqlite.read_pool_size,
+            timeout_ms: 10_000,
+            sinks: Vec::new(),
         }
     }
 }
@@ -284,9 +315,50 @@ impl StorageConfig {
 
     /// Problems with this section, keyed `storage.<key>`.
     pub fn validate(&self) -> Vec<Problem> {
-        match self.backend {
-            StorageBackend::Sqlite => self.sqlite().validate(),
+        let backend = self.backend.as_str();
+        let mut problems = match self.backend {
+            StorageBackend::Sqlite => {
+                let mut p = self.sqlite().validate();
+                if self.url.is_some() {
+                    p.push(Problem::new(
+                        "storage.url",
+                        "does not apply to backend sqlite (it uses storage.path)",
+                    ));
+                }
+                p
+            }
+            StorageBackend::Postgres | StorageBackend::Clickhouse => {
+                let mut p = Vec::new();
+                match self.url.as_deref() {
+                    None | Some("") => p.push(Problem::new(
+                        "storage.url",
+                        format!("is required for backend {backend}"),
+                    )),
+                    Some(_) => {}
+                }
+                if self.path != SqliteConfig::default().path {
+                    p.push(Problem::new(
+                        "storage.path",
+                        format!("does not apply to backend {backend} (it uses storage.url)"),
+                    ));
+                }
+                if !(1..=64).contains(&self.read_pool_size) {
+                    p.push(Problem::new(
+                        "storage.read_pool_size",
+                        "must be between 1 and 64",
+                    ));
+                }
+                p
+            }
+        };
+        if !(1..=600_000).contains(&self.timeout_ms) {
+            problems.push(Problem::new(
+                "storage.timeout_ms",
+                "must be between 1 and 600000",
+            ));
         }
+        problems.extend(crate::storage::sinks::config::validate_all(&self.sinks));
+        problems
     }
 }
 

@@ -45,7 +45,7 @@ pub enum RunError {
     /// The store could not be opened.
     #[error("cannot open the store in {path}: {source}")]
     Storage {
-        /// `storage.path`.
+        /// `storage.path` (sqlite), else the backend's name.
         path: PathBuf,
         /// The cause.
         #[source]
@@ -73,23 +73,30 @@ pub enum RunError {
 
 /// Opens the configured store (blocking work, done on the blocking pool).
 pub async fn open_store(config: &StorageConfig) -> Result<Arc<dyn Store>, RunError> {
-    let path = config.path.clone();
-    let opened = match config.backend {
-        StorageBackend::Sqlite => {
-            let sqlite = config.sqlite();
-            tokio::task::spawn_blocking(move || {
-                SqliteStore::open(&sqlite).map(|s| Arc::new(s) as Arc<dyn Store>)
-            })
-            .await
-            .map_err(|e| StorageError::Io {
-                context: "opening the store".into(),
-                source: std::io::Error::other(e.to_string()),
-            })
-        }
+    let path = match config.backend {
+        StorageBackend::Sqlite => config.path.clone(),
+        _ => PathBuf::from(config.backend.as_str()),
     };
+    let config = config.clone();
+    let opened = tokio::task::spawn_blocking(move || open_store_blocking(&config))
+        .await
+        .map_err(|e| StorageError::Io {
+            context: "opening the store".into(),
+            source: std::io::Error::other(e.to_string()),
+        });
     opened
         .and_then(|r| r)
         .map_err(|source| RunError::Storage { path, source })
+}
+
+fn open_store_blocking(config: &StorageConfig) -> Result<Arc<dyn Store>, StorageError> {
+    match config.backend {
+        StorageBackend::Sqlite => Ok(Arc::new(SqliteStore::open(&config.sqlite())?)),
+        StorageBackend::Postgres | StorageBackend::Clickhouse => Err(StorageError::Io {
+            context: format!("backend {}", config.backend.as_str()),
+            source: std::io::Error::other("not in this build yet"),
+        }),
+    }
 }
 
 /// A collector with its listeners bound and its store open, ready to [`serve`](Server::serve).

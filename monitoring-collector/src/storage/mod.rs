@@ -6,6 +6,7 @@
 //! idempotent per `(agent_id, stream_id, sequence)`, which is what lets the
 //! collector acknowledge only after commit and still drop resent duplicates.
 
+pub mod sinks;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
@@ -177,6 +178,62 @@ pub struct AgentRecord {
     pub memory_percent: Option<f64>,
 }
 
+/// `GET /api/v1/flows` as a query. Results are newest first, ties broken by
+/// `(agent_id, src_addr, dst_addr, src_port, dst_port, protocol)` ascending, so every
+/// store returns the same list.
+#[derive(Debug, Clone, Default)]
+pub struct FlowQuery {
+    /// Only this agent.
+    pub agent: Option<String>,
+    /// Only flows with this address on either side (text as stored: `127.0.0.1`, `::1`).
+    pub addr: Option<String>,
+    /// Only flows with this port on either side.
+    pub port: Option<u16>,
+    /// Only this IP protocol number.
+    pub protocol: Option<u8>,
+    /// From this time (interval start), ns, inclusive.
+    pub from_ns: Option<i64>,
+    /// To this time (interval start), ns, exclusive.
+    pub to_ns: Option<i64>,
+    /// At most this many (already clamped by the API).
+    pub limit: usize,
+}
+
+/// One stored flow summary (one flow over one capture interval).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FlowRecord {
+    /// Start of the interval, ns since the epoch.
+    pub timestamp_ns: i64,
+    /// End of the interval, ns since the epoch.
+    pub end_ns: i64,
+    /// The agent that captured it.
+    pub agent_id: String,
+    /// The capture source (interface or savefile).
+    pub source: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Address of the side that opened the flow.
+    pub src_addr: String,
+    /// The other side.
+    pub dst_addr: String,
+    /// Source port (0 without ports).
+    pub src_port: u16,
+    /// Destination port.
+    pub dst_port: u16,
+    /// IP protocol number.
+    pub protocol: u8,
+    /// Bytes from source to destination.
+    pub bytes_out: u64,
+    /// Bytes from destination to source.
+    pub bytes_in: u64,
+    /// Packets from source to destination.
+    pub packets_out: u64,
+    /// Packets from destination to source.
+    pub packets_in: u64,
+    /// Union of the TCP flags seen.
+    pub tcp_flags: u8,
+}
+
 /// A storage backend.
 pub trait Store: Send + Sync + 'static {
     /// Durably stores a batch, or recognises it as already stored. Atomic: after a
@@ -186,6 +243,8 @@ pub trait Store: Send + Sync + 'static {
     fn query_logs(&self, query: &LogQuery) -> Result<LogPage, StorageError>;
     /// Reads metric series.
     fn query_metrics(&self, query: &MetricQuery) -> Result<Vec<Series>, StorageError>;
+    /// Flow summaries, in the order [`FlowQuery`] describes.
+    fn query_flows(&self, query: &FlowQuery) -> Result<Vec<FlowRecord>, StorageError>;
     /// Known metric names, sorted.
     fn metric_names(&self) -> Result<Vec<String>, StorageError>;
     /// The agent inventory, sorted by id.

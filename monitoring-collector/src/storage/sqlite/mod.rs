@@ -15,11 +15,12 @@
 //! - `schema`: tables, pragmas and connection pools;
 //! - `partition`: day files, their bounds and retention;
 //! - `write`: the commit path and deduplication;
-//! - `query` / `metrics`: log search with cursors, metric series;
+//! - `query` / `metrics` / `flows`: log search with cursors, metric series, flows;
 //! - `inventory`: `main.db`.
 
 mod config;
 mod error;
+mod flows;
 mod inventory;
 mod metrics;
 mod partition;
@@ -41,8 +42,8 @@ use self::inventory::{InventoryUpdate, MainDb};
 use self::partition::{NS_PER_DAY, Partitions, day_of};
 use self::write::{InFlight, holds_batch, write_batch};
 use super::{
-    AgentRecord, CommitOutcome, IngestBatch, LogPage, LogQuery, MetricQuery, Series, StorageError,
-    Store,
+    AgentRecord, CommitOutcome, FlowQuery, FlowRecord, IngestBatch, LogPage, LogQuery, MetricQuery,
+    Series, StorageError, Store,
 };
 
 /// The SQLite store. Cheap to share behind an `Arc`; every method may be called
@@ -146,6 +147,10 @@ impl Store for SqliteStore {
 
     fn query_metrics(&self, query: &MetricQuery) -> Result<Vec<Series>, StorageError> {
         metrics::query_metrics(self.partitions.all(), query)
+    }
+
+    fn query_flows(&self, query: &FlowQuery) -> Result<Vec<FlowRecord>, StorageError> {
+        flows::query_flows(self.partitions.all(), query)
     }
 
     fn metric_names(&self) -> Result<Vec<String>, StorageError> {
