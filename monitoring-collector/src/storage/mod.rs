@@ -6,8 +6,10 @@
 //! idempotent per `(agent_id, stream_id, sequence)`, which is what lets the
 //! collector acknowledge only after commit and still drop resent duplicates.
 
+pub mod inventory;
 pub mod sinks;
 pub mod sqlite;
+pub mod text;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

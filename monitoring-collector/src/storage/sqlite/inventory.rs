@@ -4,68 +4,18 @@
 //! of the delivery guarantee: they are updated in a separate, cheaper transaction
 //! (no per-commit fsync), and a lost update is repaired by the agent's next batch.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use monitoring_common::{EventKind, MetricEvent};
 use rusqlite::{Connection, params};
 
 use super::error::{StorageResult, db_at};
 use super::partition::lock;
 use super::schema::{DbKind, ReaderPool, open_writer};
-use crate::storage::{AgentRecord, IngestBatch};
-
-/// Metric carrying the host's identity in its labels.
-const HOST_INFO: &str = "host_info";
-/// Metric whose `cpu="total"` series is the agent's CPU usage.
-const CPU: &str = "host_cpu_usage_percent";
-/// Metric giving the agent's memory usage.
-const MEMORY: &str = "host_memory_usage_percent";
-
-/// What a batch changes in the inventory and catalogue.
-#[derive(Debug, Default)]
-pub(crate) struct InventoryUpdate<'a> {
-    info: Option<(i64, &'a BTreeMap<String, String>)>,
-    cpu: Option<(i64, f64)>,
-    memory: Option<(i64, f64)>,
-    names: Vec<(&'a str, &'static str)>,
-}
-
-impl<'a> InventoryUpdate<'a> {
-    /// Picks out of `batch` the latest host info, CPU and memory samples and the
-    /// metric names in it.
-    pub(crate) fn from_batch(batch: &'a IngestBatch) -> Self {
-        fn later(have: &mut Option<(i64, f64)>, ts: i64, v: f64) {
-            if !v.is_nan() && have.is_none_or(|(t, _)| ts >= t) {
-                *have = Some((ts, v));
-            }
-        }
-        let mut update = InventoryUpdate::default();
-        let mut seen: HashSet<&str> = HashSet::new();
-        for event in &batch.events {
-            let EventKind::Metric(MetricEvent { name, value }) = &event.kind else {
-                continue;
-            };
-            let ts = event.timestamp_ns;
-            match name.as_str() {
-                HOST_INFO if update.info.is_none_or(|(t, _)| ts >= t) => {
-                    update.info = Some((ts, &event.labels));
-                }
-                CPU if event.labels.get("cpu").map(String::as_str) == Some("total") => {
-                    later(&mut update.cpu, ts, value.scalar());
-                }
-                MEMORY => later(&mut update.memory, ts, value.scalar()),
-                _ => {}
-            }
-            if seen.insert(name) {
-                update.names.push((name, value.kind_name()));
-            }
-        }
-        update
-    }
-}
+use crate::storage::AgentRecord;
+use crate::storage::inventory::InventoryUpdate;
 
 /// The connections to `main.db` and the names already in its catalogue.
 pub(crate) struct MainDb {
@@ -124,10 +74,7 @@ impl MainDb {
         .map_err(err("updating the inventory"))?;
         if let Some((ts, labels)) = update.info {
             let get = |k: &str| labels.get(k).map(String::as_str);
-            let os = match (get("os"), get("os_version")) {
-                (Some(os), Some(v)) if !v.is_empty() => Some(format!("{os} {v}")),
-                (os, _) => os.map(str::to_string),
-            };
+            let os = update.os();
             tx.prepare_cached(
                 "UPDATE agents SET hostname = ?2, os = ?3, kernel_version = ?4, arch = ?5, info_ts = ?6
                  WHERE id = ?1 AND (info_ts IS NULL OR info_ts <= ?6)",

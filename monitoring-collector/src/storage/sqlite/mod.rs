@@ -38,9 +38,10 @@ use std::time::Duration;
 pub use config::SqliteConfig;
 
 use self::error::io_at;
-use self::inventory::{InventoryUpdate, MainDb};
+use self::inventory::MainDb;
 use self::partition::{NS_PER_DAY, Partitions, day_of};
 use self::write::{InFlight, holds_batch, write_batch};
+use super::inventory::InventoryUpdate;
 use super::{
     AgentRecord, CommitOutcome, FlowQuery, FlowRecord, IngestBatch, LogPage, LogQuery, MetricQuery,
     Series, StorageError, Store,
