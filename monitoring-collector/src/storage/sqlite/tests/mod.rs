@@ -74,3 +74,9 @@ pub(super) fn count_rows(dir: &Path, day: i64, table: &str) -> i64 {
     conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
         .unwrap()
 }
+
+#[test]
+fn passes_the_store_conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::storage::conformance::check(&open(dir.path()));
+}
