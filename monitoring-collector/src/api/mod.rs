@@ -1,5 +1,5 @@
 //! The REST API on `[api] addr`: `/health`, `/ready`, `/metrics` and the JSON
-//! endpoints under `/api/v1` (agents, logs, metrics, metric names, the OpenAPI
+//! endpoints under `/api/v1` (agents, logs, flows, metrics, metric names, the OpenAPI
 //! document, login, logout, whoami, users).
 //!
 //! Access is checked by [`auth`]: `/health`, `/ready`, the OpenAPI document and
@@ -14,6 +14,7 @@
 mod agents;
 pub mod auth;
 mod error;
+mod flows;
 mod logs;
 mod metrics;
 mod openapi;
@@ -116,6 +117,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(self_metrics))
         .route("/api/v1/agents", get(agents::list))
         .route("/api/v1/logs", get(logs::search))
+        .route("/api/v1/flows", get(flows::list))
         .route("/api/v1/metrics", get(metrics::series))
         .route("/api/v1/metrics/names", get(metrics::names))
         .route("/api/v1/whoami", get(auth::handlers::whoami))

@@ -48,6 +48,27 @@ fn schemas() -> Value {
             "cpu_percent": nullable_number, "memory_percent": nullable_number,
             "status": {"type": "string", "enum": ["online", "offline"], "description": "online if seen in the last 60 seconds"}
         }},
+        "Flow": {"type": "object", "properties": {
+            "timestamp": {"type": "string", "format": "date-time", "description": "Start of the capture interval"},
+            "end": {"type": "string", "format": "date-time", "description": "End of the capture interval"},
+            "timestamp_ns": {"type": "integer", "format": "int64"},
+            "end_ns": {"type": "integer", "format": "int64"},
+            "agent_id": {"type": "string"},
+            "source": {"type": "string", "description": "Interface or savefile"},
+            "labels": string_map.clone(),
+            "src_addr": {"type": "string", "description": "The side that opened the flow"},
+            "dst_addr": {"type": "string"},
+            "src_port": {"type": "integer"},
+            "dst_port": {"type": "integer"},
+            "protocol": {"type": "integer", "description": "IP protocol number (6 TCP, 17 UDP)"},
+            "bytes_out": {"type": "integer", "description": "Source to destination"},
+            "bytes_in": {"type": "integer", "description": "Destination to source"},
+            "packets_out": {"type": "integer"},
+            "packets_in": {"type": "integer"},
+            "bytes": {"type": "integer", "description": "Both directions"},
+            "packets": {"type": "integer", "description": "Both directions"},
+            "tcp_flags": {"type": "integer", "description": "Union of the TCP flags seen"}
+        }},
         "Log": {"type": "object", "properties": {
             "timestamp": {"type": "string", "format": "date-time", "description": "UTC, nanosecond precision"},
             "timestamp_ns": {"type": "integer", "format": "int64"},
@@ -102,6 +123,15 @@ fn paths() -> Value {
             "logs": {"type": "array", "items": {"$ref": "#/components/schemas/Log"}},
             "next_cursor": {"type": "string", "nullable": true, "description": "null on the last page"}
         }}))),
+        "/api/v1/flows": get("Traffic flows captured by agents (one per flow and capture interval), newest first.", json!([
+            param("agent", "Only this agent.", json!({"type": "string"})),
+            param("addr", "Only flows with this IP address on either side.", json!({"type": "string"})),
+            param("port", "Only flows with this port on either side.", json!({"type": "integer", "minimum": 0, "maximum": 65535})),
+            param("protocol", "tcp, udp, icmp, icmpv6 or an IP protocol number.", json!({"type": "string"})),
+            time_param("from", "Interval start from this time, inclusive."),
+            time_param("to", "Interval start before this time."),
+            param("limit", "At most this many; default 100, larger values are clamped to 10000.", json!({"type": "integer", "minimum": 1}))
+        ]), ok("Flows.", json!({"type": "object", "properties": {"flows": {"type": "array", "items": {"$ref": "#/components/schemas/Flow"}}}}))),
         "/api/v1/metrics": get("Series of one metric.", json!([
             {"name": "name", "in": "query", "required": true, "description": "Metric name (exact).", "schema": {"type": "string"}},
             param("agent", "Only this agent.", json!({"type": "string"})),
@@ -227,6 +257,7 @@ mod tests {
             "/metrics",
             "/api/v1/agents",
             "/api/v1/logs",
+            "/api/v1/flows",
             "/api/v1/metrics",
             "/api/v1/metrics/names",
             "/api/v1/openapi.json",
