@@ -351,6 +351,13 @@ impl StorageConfig {
                 p
             }
         };
+        if self.backend == StorageBackend::Clickhouse
+            && let Some(url) = self.url.as_deref().filter(|u| !u.is_empty())
+            && let Err(error) = crate::storage::clickhouse::Endpoint::parse(url)
+        {
+            // The message never repeats the URL, which may hold a password.
+            problems.push(Problem::new("storage.url", error.to_string()));
+        }
         if !(1..=600_000).contains(&self.timeout_ms) {
             problems.push(Problem::new(
                 "storage.timeout_ms",

@@ -6,6 +6,7 @@
 //! idempotent per `(agent_id, stream_id, sequence)`, which is what lets the
 //! collector acknowledge only after commit and still drop resent duplicates.
 
+pub mod clickhouse;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 pub(crate) mod conformance;

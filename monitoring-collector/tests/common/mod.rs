@@ -81,6 +81,25 @@ impl Collector {
         sections: &str,
         dir: TempDir,
     ) -> Collector {
+        let storage = format!("path = \"{}\"", dir.path().join("store").display());
+        Collector::launch(server_extra, limits, api_auth, &storage, sections, dir).await
+    }
+
+    /// Starts a collector whose `[storage]` section has `storage` as its body (the
+    /// server stores), with open API reads.
+    pub async fn start_with_storage(storage: &str) -> Collector {
+        let dir = tempfile::tempdir().unwrap();
+        Collector::launch("", "", "open_read = true", storage, "", dir).await
+    }
+
+    async fn launch(
+        server_extra: &str,
+        limits: &str,
+        api_auth: &str,
+        storage: &str,
+        sections: &str,
+        dir: TempDir,
+    ) -> Collector {
         let (ws, api) = (free_addr(), free_addr());
         let config = format!(
             "[server]\nwebsocket_addr = \"{ws}\"\nshutdown_timeout_secs = 5\n{server_extra}\n\n\
@@ -88,9 +107,8 @@ impl Collector {
              [api]\naddr = \"{api}\"\n\n\
              [api.auth]\nusers_file = \"{}\"\n{api_auth}\n\n\
              [processor]\nworkers = 2\n\n\
-             [storage]\npath = \"{}\"\n\n{sections}\n",
+             [storage]\n{storage}\n\n{sections}\n",
             dir.path().join("users.toml").display(),
-            dir.path().join("store").display()
         );
         let config_path = dir.path().join("collector.toml");
         std::fs::write(&config_path, config).unwrap();
