@@ -4,8 +4,9 @@
 //! REST API what arrived.
 //!
 //! Modules: `collector` and `agent` (the processes), `lines` (numbered lines and
-//! their tally), `http` (API clients), `observe` (self-metrics, peak memory) and
-//! `faults` (a held lock on the store, a full tmpfs).
+//! their tally), `http` (API clients), `observe` (self-metrics, peak memory),
+//! `faults` (a held lock on the store, a full tmpfs) and `sinks` (what the fan-out
+//! sinks wrote: NDJSON files, series in Prometheus).
 //!
 //! The binaries are taken from the target directory this test was built into
 //! (`scripts/test.sh` builds them before running the tests).
@@ -30,6 +31,7 @@ mod lines;
 mod metrics;
 mod observe;
 mod proxy;
+mod sinks;
 mod spool_files;
 
 pub use agent::*;
@@ -41,6 +43,7 @@ pub use lines::*;
 pub use metrics::*;
 pub use observe::*;
 pub use proxy::*;
+pub use sinks::*;
 pub use spool_files::*;
 
 /// The directory holding the workspace's binaries (`target/debug`).

@@ -5,7 +5,9 @@
 //! - [`ingest`]: the `/ingest` WebSocket endpoint: frames in, acknowledgements out;
 //! - [`processor`]: the worker pool between ingest and storage: parsing, severity and
 //!   enrichment of log events, then the commit;
-//! - [`storage`]: the [`storage::Store`] trait and its backends (`sqlite`, `clickhouse`);
+//! - [`storage`]: the [`storage::Store`] trait and its backends (`sqlite`, `clickhouse`),
+//!   and the `[[storage.sinks]]` fan-out ([`storage::sinks`]: file, console, blackhole,
+//!   Prometheus remote write);
 //! - [`api`]: the REST API, `/health`, `/ready` and `/metrics`;
 //! - [`auth`]: who an agent is (the seam for mTLS and JWT);
 //! - [`retention`]: dropping expired data;

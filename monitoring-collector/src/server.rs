@@ -4,7 +4,9 @@
 //! Shutdown order, once the token is cancelled: both listeners stop accepting;
 //! ingest connections stop reading and get `server.shutdown_timeout_secs` to
 //! acknowledge the batches they hold; then the processor drains its queue and its
-//! workers exit; then [`Server::serve`] returns.
+//! workers exit; then each best-effort sink gets `server.shutdown_timeout_secs` to
+//! drain its queue (what remains is counted as dropped) and every sink is flushed;
+//! then [`Server::serve`] returns.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,6 +26,7 @@ use crate::ingest::{self, IngestState};
 use crate::processor::{Processor, SpawnError};
 use crate::retention::{self, RETENTION_INTERVAL};
 use crate::storage::clickhouse::{ClickhouseConfig, ClickhouseStore};
+use crate::storage::sinks::{BuildError, Sinks};
 use crate::storage::sqlite::SqliteStore;
 use crate::storage::{StorageError, Store};
 use crate::telemetry::Telemetry;
@@ -55,6 +58,9 @@ pub enum RunError {
     /// The processor pool could not start.
     #[error(transparent)]
     Processor(#[from] SpawnError),
+    /// A `[[storage.sinks]]` sink could not be built.
+    #[error(transparent)]
+    Sink(#[from] BuildError),
     /// The `[server.tls]` files could not be loaded.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
@@ -112,6 +118,9 @@ fn open_store_blocking(config: &StorageConfig) -> Result<Arc<dyn Store>, Storage
 pub struct Server {
     config: Config,
     store: Arc<dyn Store>,
+    /// The `[[storage.sinks]]`, built at bind so that a bad one fails the start.
+    sinks: Sinks,
+    telemetry: Arc<Telemetry>,
     ingest_listener: TcpListener,
     /// Set when `server.tls.enabled`: loaded at bind so that bad files fail early.
     ingest_tls: Option<Arc<rustls::ServerConfig>>,
@@ -141,9 +150,20 @@ impl Server {
         let ingest_listener = bind("server.websocket_addr", config.server.websocket_addr).await?;
         let api_listener = bind("api.addr", config.api.addr).await?;
         let store = open_store(&config.storage).await?;
+        let telemetry = Arc::new(Telemetry::new());
+        let sink_configs = config.storage.sinks.clone();
+        let metrics = telemetry.metrics.clone();
+        let sinks = tokio::task::spawn_blocking(move || Sinks::start(&sink_configs, &metrics))
+            .await
+            .map_err(|e| RunError::Serve {
+                what: "sink setup",
+                source: std::io::Error::other(e.to_string()),
+            })??;
         Ok(Server {
             config,
             store,
+            sinks,
+            telemetry,
             ingest_listener,
             ingest_tls,
             api_listener,
@@ -172,6 +192,8 @@ impl Server {
         let Server {
             config,
             store,
+            sinks,
+            telemetry,
             ingest_listener,
             ingest_tls,
             api_listener,
@@ -179,12 +201,12 @@ impl Server {
         } = self;
         // Cancelled by the caller or by a failing server; never cancels the caller's token.
         let stop = shutdown.child_token();
-        let telemetry = Arc::new(Telemetry::new());
         let metrics = telemetry.metrics.clone();
         let (processor, handle) = Processor::start(
             &config.processor,
             config.server.limits,
             Arc::clone(&store),
+            sinks.fanout(),
             metrics.clone(),
         )?;
         let tracker = TaskTracker::new();
@@ -212,6 +234,7 @@ impl Server {
         }
         let api_app = api::router(AppState {
             store: Arc::clone(&store),
+            sinks: sinks.fanout(),
             telemetry,
             auth: ApiAuth::new(&config.api.auth, api_tls.is_some()),
         });
@@ -321,6 +344,15 @@ impl Server {
         let join = tokio::task::spawn_blocking(move || processor.join());
         if tokio::time::timeout(deadline, join).await.is_err() {
             tracing::warn!(message = "Processor workers did not stop in time.");
+        }
+        // Sinks bound their own time (the deadline, then a grace for a write in
+        // progress); the margin covers that grace.
+        let drain = tokio::task::spawn_blocking(move || sinks.shutdown(deadline));
+        if tokio::time::timeout(deadline + Duration::from_secs(10), drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!(message = "Sinks did not stop in time.");
         }
         tracing::info!(message = "Stopped.");
         match failure {

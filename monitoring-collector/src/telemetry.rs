@@ -41,7 +41,27 @@ pub mod retry_reason {
     pub const UNAVAILABLE: &str = "unavailable";
     /// The agent is over its `[server.rate_limit]` budget.
     pub const RATE_LIMITED: &str = "rate_limited";
+    /// A required `[[storage.sinks]]` sink failed to write it.
+    pub const SINK: &str = "sink";
 }
+
+/// Why a sink dropped events (label `reason` of the sink dropped counter).
+pub mod sink_drop_reason {
+    /// A best-effort sink's queue was full.
+    pub const QUEUE_FULL: &str = "queue_full";
+    /// The sink refused them for good (a 4xx from Prometheus, out-of-order samples):
+    /// retrying cannot help.
+    pub const REJECTED: &str = "rejected";
+    /// Still queued or unwritten when the shutdown flush time ran out.
+    pub const SHUTDOWN: &str = "shutdown";
+    /// Every reason.
+    pub const ALL: [&str; 3] = [QUEUE_FULL, REJECTED, SHUTDOWN];
+}
+
+/// A label set naming a `[[storage.sinks]]` sink (bounded: one per configured sink).
+pub type SinkLabel = [(&'static str, String); 1];
+/// A sink and a reason.
+pub type SinkReasonLabel = [(&'static str, String); 2];
 
 /// Why an ingest connection was refused before the WebSocket upgrade.
 pub mod refuse_reason {
@@ -197,6 +217,16 @@ pub struct Metrics {
     pub api_logins: Family<ReasonLabel, Counter>,
     /// REST API requests refused for their credentials, by reason.
     pub api_requests_refused: Family<ReasonLabel, Counter>,
+    /// Events a `[[storage.sinks]]` sink wrote, by sink.
+    pub sink_events_written: Family<SinkLabel, Counter>,
+    /// Failed sink writes (each attempt), by sink.
+    pub sink_write_errors: Family<SinkLabel, Counter>,
+    /// Events a sink dropped, by sink and reason.
+    pub sink_events_dropped: Family<SinkReasonLabel, Counter>,
+    /// Batches waiting in a best-effort sink's queue, by sink.
+    pub sink_queue_batches: Family<SinkLabel, Gauge>,
+    /// Time of one sink write (successful or not), by sink.
+    pub sink_write_seconds: Family<SinkLabel, Histogram, fn() -> Histogram>,
 }
 
 impl Default for Metrics {
@@ -223,6 +253,11 @@ impl Default for Metrics {
             retention_partitions_dropped: Counter::default(),
             api_logins: Family::default(),
             api_requests_refused: Family::default(),
+            sink_events_written: Family::default(),
+            sink_write_errors: Family::default(),
+            sink_events_dropped: Family::default(),
+            sink_queue_batches: Family::default(),
+            sink_write_seconds: Family::new_with_constructor(ack_seconds_histogram),
         }
     }
 }
@@ -294,7 +329,7 @@ impl Telemetry {
         );
         r.register(
             "monitoring_ingest_batches_retried",
-            "Batches answered with retry-later, by reason (store, queue_full, unavailable, rate_limited)",
+            "Batches answered with retry-later, by reason (store, queue_full, unavailable, rate_limited, sink)",
             m.batches_retried.clone(),
         );
         for kind in event_kind::ALL {
@@ -358,6 +393,31 @@ impl Telemetry {
             "monitoring_api_requests_refused",
             "REST API requests refused for their credentials, by reason (missing, invalid, expired, forbidden)",
             m.api_requests_refused.clone(),
+        );
+        r.register(
+            "monitoring_sink_events_written",
+            "Events written by each [[storage.sinks]] sink",
+            m.sink_events_written.clone(),
+        );
+        r.register(
+            "monitoring_sink_write_errors",
+            "Failed writes (each attempt) of each sink",
+            m.sink_write_errors.clone(),
+        );
+        r.register(
+            "monitoring_sink_events_dropped",
+            "Events each sink dropped, by reason (queue_full, rejected, shutdown)",
+            m.sink_events_dropped.clone(),
+        );
+        r.register(
+            "monitoring_sink_queue_batches",
+            "Batches waiting in each best-effort sink's queue",
+            m.sink_queue_batches.clone(),
+        );
+        r.register(
+            "monitoring_sink_write_seconds",
+            "Time of one write of each sink",
+            m.sink_write_seconds.clone(),
         );
         Telemetry {
             metrics,

@@ -286,12 +286,12 @@ fn line_of(text: &str, offset: usize) -> usize {
 
 /// The table header in force before `offset`, e.g. `buffer.disk` for `[buffer.disk]`.
 fn table_at(text: &str, offset: usize) -> Option<String> {
+    // Whole lines before the one holding `offset`, nearest first.
     let before = &text[..offset.min(text.len())];
-    before
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    text[..line_start]
         .lines()
         .rev()
-        .skip(1)
-        .chain(before.lines().last())
         .map(str::trim)
         .find_map(header_name)
 }
@@ -317,31 +317,68 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
         return None;
     }
     Some(match table_at(text, line_start) {
-        Some(table) => format!("{table}.{key}"),
+        Some(table) => match array_index(&text[..line_start], &table) {
+            Some(i) => format!("{table}[{i}].{key}"),
+            None => format!("{table}.{key}"),
+        },
         None => key.to_string(),
     })
 }
 
+/// The index of the last `[[table]]` element in `before`, if `table` is an array of
+/// tables there.
+fn array_index(before: &str, table: &str) -> Option<usize> {
+    let header = |l: &str| {
+        let l = l.split('#').next().unwrap_or("").trim();
+        l.starts_with("[[") && header_name(l).as_deref() == Some(table)
+    };
+    before.lines().filter(|l| header(l)).count().checked_sub(1)
+}
+
 /// Best-effort line of a dotted key: the key's own line under its table header, or the
-/// header's line for a table-level problem.
+/// header's line for a table-level problem. A key in an array of tables names its
+/// element by index (`storage.sinks[1].url`: `url` under the second `[[storage.sinks]]`,
+/// or that header when the key is missing).
 pub fn find_key_line(text: &str, key: &str) -> Option<usize> {
     let (table, leaf) = match key.rsplit_once('.') {
-        Some((t, l)) => (Some(t.split('[').next().unwrap_or(t)), l),
+        Some((t, l)) => (Some(t), l),
         None => (None, key),
     };
+    let element = table
+        .and_then(|t| t.strip_suffix(']'))
+        .and_then(|t| t.rsplit_once('['))
+        .and_then(|(name, i)| Some((name, i.parse::<usize>().ok()?)));
+    let (table, index) = match element {
+        Some((name, i)) => (Some(name), Some(i)),
+        None => (table.map(|t| t.split('[').next().unwrap_or(t)), None),
+    };
     let leaf = leaf.split('[').next().unwrap_or(leaf);
-    let mut current: Option<String> = None;
+    // Top-level keys come before any header.
+    let mut in_table = table.is_none();
+    let mut seen = 0;
     let mut header_line = None;
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
         if let Some(h) = header_name(line) {
-            current = Some(h.clone());
-            if Some(h.as_str()) == table.or(Some(key)) && header_line.is_none() {
+            let matches = Some(h.as_str()) == table;
+            in_table = match index {
+                Some(n) if matches => {
+                    seen += 1;
+                    seen == n + 1
+                }
+                Some(_) => false,
+                None => matches,
+            };
+            let is_header = match index {
+                Some(_) => in_table,
+                None => Some(h.as_str()) == table.or(Some(key)),
+            };
+            if is_header && header_line.is_none() {
                 header_line = Some(i + 1);
             }
             continue;
         }
-        if current.as_deref() == table
+        if in_table
             && let Some((k, _)) = line.split_once('=')
             && k.trim().trim_matches('"') == leaf
         {
@@ -429,6 +466,29 @@ mod tests {
             .expect_err("accepted")
             .to_string();
         assert!(msg.starts_with("c.toml:2: key `server.addr`"), "{msg}");
+    }
+
+    #[test]
+    fn keys_of_arrays_of_tables_are_located_in_their_element() {
+        let text = "[[s]]\na = 1\n\n[[s]]\nb = 2\n\n[t]\na = 3\n\n[[s]]\na = 4\n";
+        assert_eq!(find_key_line(text, "s[0].a"), Some(2));
+        assert_eq!(
+            find_key_line(text, "s[1].a"),
+            Some(4),
+            "missing: the element's header"
+        );
+        assert_eq!(find_key_line(text, "s[1].b"), Some(5));
+        assert_eq!(find_key_line(text, "s[2].a"), Some(11));
+        assert_eq!(find_key_line(text, "t.a"), Some(8));
+        assert_eq!(find_key_line(text, "s[3].a"), None);
+        assert_eq!(
+            key_at(text, text.find("b = 2").unwrap_or(0)).as_deref(),
+            Some("s[1].b")
+        );
+        assert_eq!(
+            key_at(text, text.find("a = 3").unwrap_or(0)).as_deref(),
+            Some("t.a")
+        );
     }
 
     #[test]

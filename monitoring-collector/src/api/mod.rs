@@ -41,6 +41,7 @@ pub use error::AppError;
 
 use self::auth::{ApiAuth, ApiAuthConfig};
 
+use crate::storage::sinks::FanOut;
 use crate::storage::{StorageError, Store};
 use crate::telemetry::Telemetry;
 
@@ -103,6 +104,8 @@ impl ApiConfig {
 pub struct AppState {
     /// The store queries go to.
     pub store: Arc<dyn Store>,
+    /// The sinks, whose required ones `/ready` checks.
+    pub sinks: Arc<FanOut>,
     /// The collector's own metrics, for `/metrics`.
     pub telemetry: Arc<Telemetry>,
     /// Users, tokens and sessions.
@@ -185,17 +188,28 @@ async fn health() -> Response {
     axum::Json(json!({"status": "ok"})).into_response()
 }
 
+/// Ready when the store and every required sink can take writes: a collector that
+/// cannot acknowledge batches should be taken out of a load balancer.
 async fn ready(State(state): State<AppState>) -> Response {
-    match blocking(&state.store, |s| s.health()).await {
-        Ok(()) => axum::Json(json!({"status": "ready"})).into_response(),
-        Err(error) => {
-            tracing::warn!(message = "Store is not ready.", %error);
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(json!({"status": "unavailable", "error": error.to_string()})),
-            )
-                .into_response()
+    let unavailable = |error: String| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "unavailable", "error": error})),
+        )
+            .into_response()
+    };
+    if let Err(error) = blocking(&state.store, |s| s.health()).await {
+        tracing::warn!(message = "Store is not ready.", %error);
+        return unavailable(error.to_string());
+    }
+    let sinks = Arc::clone(&state.sinks);
+    match tokio::task::spawn_blocking(move || sinks.health()).await {
+        Ok(Ok(())) => axum::Json(json!({"status": "ready"})).into_response(),
+        Ok(Err(failure)) => {
+            tracing::warn!(message = "Required sink is not ready.", error = %failure.error, sink = %failure.sink);
+            unavailable(failure.to_string())
         }
+        Err(error) => unavailable(format!("sink check failed: {error}")),
     }
 }
 

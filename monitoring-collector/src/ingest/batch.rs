@@ -1,7 +1,8 @@
-//! What one frame gets back: ok after commit, retry-later when the collector
-//! cannot commit now or the agent is over its rate budget, rejected when the frame
-//! can never be accepted. How a store failure is logged, and the delay it asks
-//! for, is decided in `store_failures`.
+//! What one frame gets back: ok after commit (and every required sink's write),
+//! retry-later when the collector cannot commit now, a required sink fails or the
+//! agent is over its rate budget, rejected when the frame can never be accepted.
+//! How a store or sink failure is logged, and the delay it asks for, is decided in
+//! `store_failures`.
 
 use std::time::{Duration, Instant};
 
@@ -189,7 +190,17 @@ pub(crate) async fn handle(
             );
         }
     };
-    match reply.await {
+    let outcome = reply.await;
+    if let Ok(Outcome::Stored(_)) = &outcome
+        && let Some(r) = state.sink_failures.success(Instant::now())
+    {
+        tracing::info!(
+            message = "Required sinks take batches again.",
+            failed_batches = r.failures,
+            after_secs = r.after.as_secs(),
+        );
+    }
+    match outcome {
         Ok(Outcome::Stored(CommitOutcome::Committed)) => {
             state.metrics.batches_committed.inc();
             if let Some(r) = state.store_failures.success(Instant::now()) {
@@ -231,6 +242,36 @@ pub(crate) async fn handle(
                 retry_reason::STORE,
                 retry_after_ms,
                 format!("storage failed: {error}"),
+            )
+        }
+        Ok(Outcome::SinkFailed(stored, failure)) => {
+            // The store has the batch; the resend will be a duplicate there and
+            // written again to the required sinks.
+            if stored == CommitOutcome::Committed {
+                state.metrics.batches_committed.inc();
+            }
+            let throttled = state.sink_failures.failure(Instant::now());
+            let retry_after_ms =
+                u32::try_from(throttled.retry_after.as_millis()).unwrap_or(u32::MAX);
+            if let Some(suppressed) = throttled.log {
+                tracing::warn!(
+                    message = "Failed to write batch to a required sink; the agent will retry.",
+                    error = %failure.error,
+                    sink = %failure.sink,
+                    agent_id = %agent,
+                    stream_id,
+                    sequence,
+                    retry_after_ms,
+                    suppressed,
+                );
+            }
+            retry_after(
+                state,
+                stream_id,
+                sequence,
+                retry_reason::SINK,
+                retry_after_ms,
+                format!("required {failure}"),
             )
         }
         Err(_) => retry(

@@ -21,7 +21,7 @@ mod batch;
 mod connection;
 pub mod listener;
 pub mod rate_limit;
-mod store_failures;
+pub(crate) mod store_failures;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,6 +63,8 @@ pub struct IngestState {
     connections: Arc<Semaphore>,
     agents: Arc<Agents>,
     store_failures: StoreFailures,
+    /// Failures of required sinks, throttled and answered like the store's.
+    sink_failures: StoreFailures,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -91,6 +93,7 @@ impl IngestState {
             connections: Arc::new(Semaphore::new(server.max_connections)),
             agents: Agents::new(server.max_connections_per_agent, server.rate_limit),
             store_failures: StoreFailures::default(),
+            sink_failures: StoreFailures::default(),
             shutdown,
             tracker,
         }

@@ -3,8 +3,10 @@
 //! Ingest hands each frame (already header-checked) to [`ProcessorHandle::submit`]
 //! with the authenticated agent id; a worker decodes the payload, processes each log
 //! event ([`parse`]: fields, severity; [`enrich`]: the agent's host and tags as
-//! labels) and commits the batch to the store, then answers on a oneshot channel. Decoding and committing are CPU and disk work, so they run on
-//! plain OS threads, never on the async executor.
+//! labels) and commits the batch to the store, hands it to the `[[storage.sinks]]`
+//! ([`FanOut`]: required sinks written before the answer, best-effort ones queued),
+//! then answers on a oneshot channel. Decoding, committing and writing sinks are CPU
+//! and disk work, so they run on plain OS threads, never on the async executor.
 //!
 //! The queue is bounded (`processor.queue_batches`): when it is full, `submit` fails
 //! at once and ingest answers retry-later, which slows the agents down instead of
@@ -33,6 +35,7 @@ use tokio::sync::oneshot;
 use self::enrich::Enricher;
 use self::parse::Format;
 use crate::auth::AgentId;
+use crate::storage::sinks::{FanOut, SinkFailure};
 use crate::storage::{CommitOutcome, IngestBatch, StorageError, Store};
 use crate::telemetry::{Metrics, ReasonLabel, event_kind};
 
@@ -100,6 +103,9 @@ pub enum Outcome {
     Rejected(FrameError),
     /// The store failed: the agent should retry.
     StoreFailed(StorageError),
+    /// The store has it (committed now or before), but a required sink failed:
+    /// the agent should retry.
+    SinkFailed(CommitOutcome, SinkFailure),
 }
 
 /// Why a job could not be queued.
@@ -157,6 +163,7 @@ pub struct SpawnError(#[source] std::io::Error);
 struct Worker {
     rx: Arc<Mutex<Receiver<Queued>>>,
     store: Arc<dyn Store>,
+    fanout: Arc<FanOut>,
     limits: Limits,
     metrics: Metrics,
     parse: bool,
@@ -164,12 +171,13 @@ struct Worker {
 }
 
 impl Processor {
-    /// Starts `config.workers` threads committing to `store`; frames are decoded
-    /// within `limits`.
+    /// Starts `config.workers` threads committing to `store` and delivering to
+    /// `fanout`; frames are decoded within `limits`.
     pub fn start(
         config: &ProcessorConfig,
         limits: Limits,
         store: Arc<dyn Store>,
+        fanout: Arc<FanOut>,
         metrics: Metrics,
     ) -> Result<(Processor, ProcessorHandle), SpawnError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(config.queue_batches);
@@ -180,6 +188,7 @@ impl Processor {
             let worker = Worker {
                 rx: Arc::clone(&rx),
                 store: Arc::clone(&store),
+                fanout: Arc::clone(&fanout),
                 limits,
                 metrics: metrics.clone(),
                 parse: config.parse,
@@ -250,13 +259,19 @@ impl Worker {
         self.metrics
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());
-        match result {
-            Ok(CommitOutcome::Committed) => {
-                self.count_events(&batch);
-                Outcome::Stored(CommitOutcome::Committed)
-            }
-            Ok(CommitOutcome::Duplicate) => Outcome::Stored(CommitOutcome::Duplicate),
-            Err(error) => Outcome::StoreFailed(error),
+        let outcome = match result {
+            Ok(outcome) => outcome,
+            Err(error) => return Outcome::StoreFailed(error),
+        };
+        if outcome == CommitOutcome::Committed {
+            self.count_events(&batch);
+        }
+        if self.fanout.is_empty() {
+            return Outcome::Stored(outcome);
+        }
+        match self.fanout.deliver(&Arc::new(batch), outcome) {
+            Ok(()) => Outcome::Stored(outcome),
+            Err(failure) => Outcome::SinkFailed(outcome, failure),
         }
     }
 

@@ -45,7 +45,14 @@ fn start_with(
         queue_batches,
         parse: true,
     };
-    Processor::start(&config, Limits::default(), store(dir), metrics).expect("starts")
+    Processor::start(
+        &config,
+        Limits::default(),
+        store(dir),
+        Arc::new(FanOut::none()),
+        metrics,
+    )
+    .expect("starts")
 }
 
 /// `parse = false` stores lines as they arrive; the default parses them.
@@ -65,6 +72,7 @@ async fn parsing_can_be_switched_off() {
             &config,
             Limits::default(),
             Arc::clone(&store),
+            Arc::new(FanOut::none()),
             metrics.clone(),
         )
         .expect("starts");

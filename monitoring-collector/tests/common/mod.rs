@@ -117,7 +117,8 @@ impl Collector {
             .arg("--config")
             .arg(&config_path)
             .env("RUST_LOG", "info,monitoring_collector=debug")
-            .stdout(Stdio::null())
+            // Captured for the console sink's tests.
+            .stdout(std::fs::File::create(dir.path().join("collector.stdout")).unwrap())
             .stderr(log)
             .spawn()
             .unwrap();
@@ -154,6 +155,11 @@ impl Collector {
     /// The collector's stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("collector.log")).unwrap_or_default()
+    }
+
+    /// The collector's stdout so far.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("collector.stdout")).unwrap_or_default()
     }
 
     /// The collector's peak resident memory so far (VmHWM), in bytes.

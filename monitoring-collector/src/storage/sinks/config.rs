@@ -157,6 +157,12 @@ impl SinkConfig {
             problems.push(Problem::new(format!("{prefix}.{key}"), message));
         };
         let kind = self.kind.as_str();
+        if !super::available(self.kind) {
+            problem(
+                "type",
+                format!("sink type {kind} is not available in this build yet"),
+            );
+        }
         let needs_url = matches!(
             self.kind,
             SinkType::PrometheusRemoteWrite | SinkType::Postgres | SinkType::Clickhouse
@@ -164,10 +170,25 @@ impl SinkConfig {
         match (&self.url, needs_url) {
             (None, true) => problem("url", format!("is required for type {kind}")),
             (Some(_), false) => problem("url", format!("does not apply to type {kind}")),
+            (Some(url), true)
+                if self.kind == SinkType::PrometheusRemoteWrite
+                    && !(url.starts_with("http://") || url.starts_with("https://")) =>
+            {
+                problem("url", "must be an http:// or https:// URL".into());
+            }
             _ => {}
         }
-        if self.bearer_token.is_some() && self.kind != SinkType::PrometheusRemoteWrite {
-            problem("bearer_token", format!("does not apply to type {kind}"));
+        match &self.bearer_token {
+            Some(_) if self.kind != SinkType::PrometheusRemoteWrite => {
+                problem("bearer_token", format!("does not apply to type {kind}"));
+            }
+            Some(token) if token.trim().is_empty() => {
+                problem(
+                    "bearer_token",
+                    "must not be empty (leave it out instead)".into(),
+                );
+            }
+            _ => {}
         }
         let file_keys = [
             ("max_bytes", self.max_bytes.is_some()),
