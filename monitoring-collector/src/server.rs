@@ -23,6 +23,7 @@ use crate::config::{Config, StorageBackend, StorageConfig};
 use crate::ingest::{self, IngestState};
 use crate::processor::{Processor, SpawnError};
 use crate::retention::{self, RETENTION_INTERVAL};
+use crate::storage::postgres::{PostgresConfig, PostgresStore};
 use crate::storage::sqlite::SqliteStore;
 use crate::storage::{StorageError, Store};
 use crate::telemetry::Telemetry;
@@ -92,7 +93,10 @@ pub async fn open_store(config: &StorageConfig) -> Result<Arc<dyn Store>, RunErr
 fn open_store_blocking(config: &StorageConfig) -> Result<Arc<dyn Store>, StorageError> {
     match config.backend {
         StorageBackend::Sqlite => Ok(Arc::new(SqliteStore::open(&config.sqlite())?)),
-        StorageBackend::Postgres | StorageBackend::Clickhouse => Err(StorageError::Io {
+        StorageBackend::Postgres => Ok(Arc::new(PostgresStore::open(
+            &PostgresConfig::from_storage(config),
+        )?)),
+        StorageBackend::Clickhouse => Err(StorageError::Io {
             context: format!("backend {}", config.backend.as_str()),
             source: std::io::Error::other("not in this build yet"),
         }),

@@ -6,7 +6,11 @@
 //! idempotent per `(agent_id, stream_id, sequence)`, which is what lets the
 //! collector acknowledge only after commit and still drop resent duplicates.
 
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) mod conformance;
 pub mod inventory;
+pub mod postgres;
 pub mod sinks;
 pub mod sqlite;
 pub mod text;
