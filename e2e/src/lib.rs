@@ -5,7 +5,8 @@
 //!
 //! Modules: `collector` and `agent` (the processes), `lines` (numbered lines and
 //! their tally), `http` (API clients), `observe` (self-metrics, peak memory) and
-//! `faults` (a held lock on the store, a full tmpfs).
+//! `faults` (a held lock on the store, a full tmpfs), `pg_database` (a database of its
+//! own on the test PostgreSQL server, for a collector storing there).
 //!
 //! The binaries are taken from the target directory this test was built into
 //! (`scripts/test.sh` builds them before running the tests).
@@ -29,6 +30,7 @@ mod journal;
 mod lines;
 mod metrics;
 mod observe;
+mod pg_database;
 mod proxy;
 mod spool_files;
 
@@ -40,6 +42,7 @@ pub use journal::*;
 pub use lines::*;
 pub use metrics::*;
 pub use observe::*;
+pub use pg_database::*;
 pub use proxy::*;
 pub use spool_files::*;
 
