@@ -27,6 +27,10 @@ pub struct CollectorOptions {
     pub processor: String,
     /// Keys added to `[storage]`, such as `busy_timeout_ms = 200`.
     pub storage: String,
+    /// When not empty, replaces the store keys of `[storage]` (by default
+    /// `backend = "sqlite"` and `path = "<dir>/store"`), such as
+    /// [`PgDatabase::storage_keys`].
+    pub store: String,
     /// Whole sections appended to the config, such as `[server.tls]`.
     pub extra: String,
     /// A command the collector runs behind: the binary and its arguments are
@@ -90,15 +94,21 @@ workers = 2
 {processor_extra}
 
 [storage]
-backend = "sqlite"
-path = "{}"
+{store}
 retention_days = 7
 {storage_extra}
 
 {extra}
 "#,
-                dir.join("store").display(),
                 users = dir.join("users.toml").display(),
+                store = if opts.store.is_empty() {
+                    format!(
+                        "backend = \"sqlite\"\npath = \"{}\"",
+                        dir.join("store").display()
+                    )
+                } else {
+                    opts.store.clone()
+                },
                 server_extra = opts.server,
                 processor_extra = opts.processor,
                 storage_extra = opts.storage,

@@ -5,8 +5,9 @@
 //!
 //! Modules: `collector` and `agent` (the processes), `lines` (numbered lines and
 //! their tally), `http` (API clients), `observe` (self-metrics, peak memory),
-//! `faults` (a held lock on the store, a full tmpfs) and `sinks` (what the fan-out
-//! sinks wrote: NDJSON files, series in Prometheus).
+//! `faults` (a held lock on the store, a full tmpfs), `sinks` (what the fan-out
+//! sinks wrote: NDJSON files, series in Prometheus) and `pg_database` (a database of
+//! its own on the test PostgreSQL server, for a collector storing there).
 //!
 //! The binaries are taken from the target directory this test was built into
 //! (`scripts/test.sh` builds them before running the tests).
@@ -30,6 +31,7 @@ mod journal;
 mod lines;
 mod metrics;
 mod observe;
+mod pg_database;
 mod proxy;
 mod sinks;
 mod spool_files;
@@ -42,6 +44,7 @@ pub use journal::*;
 pub use lines::*;
 pub use metrics::*;
 pub use observe::*;
+pub use pg_database::*;
 pub use proxy::*;
 pub use sinks::*;
 pub use spool_files::*;

@@ -26,6 +26,7 @@ use crate::ingest::{self, IngestState};
 use crate::processor::{Processor, SpawnError};
 use crate::retention::{self, RETENTION_INTERVAL};
 use crate::storage::clickhouse::{ClickhouseConfig, ClickhouseStore};
+use crate::storage::postgres::{PostgresConfig, PostgresStore};
 use crate::storage::sinks::{BuildError, Sinks};
 use crate::storage::sqlite::SqliteStore;
 use crate::storage::{StorageError, Store};
@@ -107,10 +108,9 @@ fn open_store_blocking(config: &StorageConfig) -> Result<Arc<dyn Store>, Storage
                 })?;
             Ok(Arc::new(ClickhouseStore::open(&config)?))
         }
-        StorageBackend::Postgres => Err(StorageError::Io {
-            context: format!("backend {}", config.backend.as_str()),
-            source: std::io::Error::other("not in this build yet"),
-        }),
+        StorageBackend::Postgres => Ok(Arc::new(PostgresStore::open(
+            &PostgresConfig::from_storage(config),
+        )?)),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod clickhouse;
 #[allow(clippy::unwrap_used)]
 pub(crate) mod conformance;
 pub mod inventory;
+pub mod postgres;
 pub mod sinks;
 pub mod sqlite;
 pub mod text;

@@ -23,7 +23,7 @@ mod error;
 mod flows;
 mod inventory;
 mod metrics;
-mod partition;
+pub(crate) mod partition;
 mod query;
 mod schema;
 mod write;

@@ -26,7 +26,7 @@ pub(crate) fn day_of(ns: i64) -> i64 {
 }
 
 /// Year, month, day of a day number (proleptic Gregorian; H. Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
+pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -40,7 +40,7 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 }
 
 /// Day number of a date; the inverse of [`civil_from_days`].
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y.rem_euclid(400);
