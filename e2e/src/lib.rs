@@ -6,8 +6,9 @@
 //! Modules: `collector` and `agent` (the processes), `lines` (numbered lines and
 //! their tally), `http` (API clients), `observe` (self-metrics, peak memory),
 //! `faults` (a held lock on the store, a full tmpfs), `sinks` (what the fan-out
-//! sinks wrote: NDJSON files, series in Prometheus) and `pg_database` (a database of
-//! its own on the test PostgreSQL server, for a collector storing there).
+//! sinks wrote: NDJSON files, series in Prometheus), `pg_database` (a database of
+//! its own on the test PostgreSQL server) and `stores` (a fresh database on each
+//! primary store's real server).
 //!
 //! The binaries are taken from the target directory this test was built into
 //! (`scripts/test.sh` builds them before running the tests).
@@ -35,6 +36,7 @@ mod pg_database;
 mod proxy;
 mod sinks;
 mod spool_files;
+mod stores;
 
 pub use agent::*;
 pub use collector::*;
@@ -48,6 +50,7 @@ pub use pg_database::*;
 pub use proxy::*;
 pub use sinks::*;
 pub use spool_files::*;
+pub use stores::*;
 
 /// The directory holding the workspace's binaries (`target/debug`).
 pub fn bin_dir() -> PathBuf {
