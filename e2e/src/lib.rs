@@ -4,8 +4,9 @@
 //! REST API what arrived.
 //!
 //! Modules: `collector` and `agent` (the processes), `lines` (numbered lines and
-//! their tally), `http` (API clients), `observe` (self-metrics, peak memory) and
-//! `faults` (a held lock on the store, a full tmpfs).
+//! their tally), `http` (API clients), `observe` (self-metrics, peak memory),
+//! `faults` (a held lock on the store, a full tmpfs) and `failover` (one agent, several
+//! collectors: the tally over all of them and the kill-the-connected-one scenario).
 //!
 //! The binaries are taken from the target directory this test was built into
 //! (`scripts/test.sh` builds them before running the tests).
@@ -23,6 +24,7 @@ use anyhow::{Context, Result, bail};
 
 mod agent;
 mod collector;
+mod failover;
 mod faults;
 mod http;
 mod journal;
@@ -34,6 +36,7 @@ mod spool_files;
 
 pub use agent::*;
 pub use collector::*;
+pub use failover::*;
 pub use faults::*;
 pub use http::*;
 pub use journal::*;
