@@ -40,6 +40,17 @@ pub struct Agent {
 impl Agent {
     /// Writes a config under `dir` and starts the agent against `endpoint`.
     pub fn start(dir: &Path, id: &str, endpoint: &str, opts: &AgentOptions) -> Result<Agent> {
+        Agent::start_with_collector(dir, id, &format!("endpoint = {endpoint:?}"), opts)
+    }
+
+    /// Like [`Agent::start`], with `collector_keys` (TOML lines of `[collector]`, such
+    /// as `endpoints = [...]`) naming where it ships.
+    pub fn start_with_collector(
+        dir: &Path,
+        id: &str,
+        collector_keys: &str,
+        opts: &AgentOptions,
+    ) -> Result<Agent> {
         let control_port = free_port();
         let config = dir.join(format!("agent-{id}.toml"));
         let files: Vec<String> = opts.files.iter().map(|f| format!("{f:?}")).collect();
@@ -51,7 +62,7 @@ impl Agent {
 id = "{id}"
 
 [collector]
-endpoint = "{endpoint}"
+{collector_keys}
 
 [buffer]
 flush_interval_ms = {flush}

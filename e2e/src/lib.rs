@@ -7,8 +7,9 @@
 //! their tally), `http` (API clients), `observe` (self-metrics, peak memory),
 //! `faults` (a held lock on the store, a full tmpfs), `sinks` (what the fan-out
 //! sinks wrote: NDJSON files, series in Prometheus), `pg_database` (a database of
-//! its own on the test PostgreSQL server) and `stores` (a fresh database on each
-//! primary store's real server).
+//! its own on the test PostgreSQL server), `stores` (a fresh database on each
+//! primary store's real server) and `failover` (one agent, several collectors: the
+//! tally over all of them and the kill-the-connected-one scenario).
 //!
 //! The binaries are taken from the target directory this test was built into
 //! (`scripts/test.sh` builds them before running the tests).
@@ -26,6 +27,7 @@ use anyhow::{Context, Result, bail};
 
 mod agent;
 mod collector;
+mod failover;
 mod faults;
 mod http;
 mod journal;
@@ -40,6 +42,7 @@ mod stores;
 
 pub use agent::*;
 pub use collector::*;
+pub use failover::*;
 pub use faults::*;
 pub use http::*;
 pub use journal::*;

@@ -143,10 +143,11 @@ pub async fn run_reloadable(
         telemetry.buffer.clone(),
     );
     let status = Arc::new(TransportStatus::default());
+    let endpoint_urls = config.collector.endpoint_urls();
     info!(
         message = "Agent starting.",
         agent_id = %agent_id,
-        endpoint = %config.collector.endpoint,
+        endpoints = %endpoint_urls.join(" "),
         stream_id,
         version = env!("CARGO_PKG_VERSION"),
     );
@@ -230,13 +231,16 @@ pub async fn run_reloadable(
     )));
     let mut transport_task = Some(tokio::spawn(transport::run(
         TransportConfig {
-            endpoint: Endpoint {
-                url: config.collector.endpoint.clone(),
-                agent_id: agent_id.clone(),
-                auth_token: config.collector.token().map(str::to_string),
-                connect_timeout: Duration::from_secs(config.collector.connect_timeout_secs),
-                tls: config.collector.tls.clone(),
-            },
+            endpoints: endpoint_urls
+                .into_iter()
+                .map(|url| Endpoint {
+                    url,
+                    agent_id: agent_id.clone(),
+                    auth_token: config.collector.token().map(str::to_string),
+                    connect_timeout: Duration::from_secs(config.collector.connect_timeout_secs),
+                    tls: config.collector.tls.clone(),
+                })
+                .collect(),
             max_in_flight: config.collector.max_in_flight,
             // With a spool, everything unacknowledged is already safe on disk and is
             // sent after a restart: waiting for acknowledgements only saves

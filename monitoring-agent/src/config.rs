@@ -21,6 +21,10 @@ use crate::collectors::logs::LogsConfig;
 use crate::collectors::metrics::MetricsConfig;
 use crate::collectors::traffic::TrafficConfig;
 
+mod collector;
+
+pub use collector::{CollectorConfig, DEFAULT_ENDPOINT, MAX_ENDPOINTS, Secret};
+
 /// Largest uncompressed batch: well under the collector's default frame limit (8 MiB)
 /// even for data that does not compress.
 const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
@@ -67,68 +71,6 @@ impl Default for AgentSection {
             tags: BTreeMap::new(),
             shutdown_timeout_secs: 10,
         }
-    }
-}
-
-/// A value that must never be printed (tokens).
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// A secret.
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The secret value, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-/// `[collector]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CollectorConfig {
-    /// The collector's ingest WebSocket. Default `"ws://127.0.0.1:7400/ingest"`.
-    pub endpoint: String,
-    /// Bearer token sent in the `Authorization` header (never in the URL). Empty or
-    /// absent: no header. Default: none.
-    pub auth_token: Option<Secret>,
-    /// Most batches sent and not yet acknowledged. Default `8`.
-    pub max_in_flight: usize,
-    /// Limit on TCP connect plus WebSocket handshake, in seconds. Default `10`.
-    pub connect_timeout_secs: u64,
-    /// `[collector.tls]`: CA, client certificate and key for `wss://`. Default: none.
-    pub tls: crate::transport::tls::TlsClientConfig,
-}
-
-impl Default for CollectorConfig {
-    fn default() -> Self {
-        CollectorConfig {
-            endpoint: "ws://127.0.0.1:7400/ingest".to_string(),
-            auth_token: None,
-            max_in_flight: 8,
-            connect_timeout_secs: 10,
-            tls: Default::default(),
-        }
-    }
-}
-
-impl CollectorConfig {
-    /// The token to send, if one is set and not empty.
-    pub fn token(&self) -> Option<&str> {
-        self.auth_token
-            .as_ref()
-            .map(Secret::expose)
-            .filter(|t| !t.is_empty())
     }
 }
 
@@ -296,51 +238,7 @@ impl Validate for AgentConfig {
             " seconds",
         );
 
-        match self.collector.endpoint.parse::<http::Uri>() {
-            Err(e) => p.push(Problem::new(
-                "collector.endpoint",
-                format!("not a URL: {e}"),
-            )),
-            Ok(uri) => match (uri.scheme_str(), uri.host()) {
-                (Some("ws"), Some(_)) => {}
-                // `[collector.tls]` is checked below, with the scheme known.
-                (Some("wss"), Some(_)) => {}
-                (_, None) => p.push(Problem::new(
-                    "collector.endpoint",
-                    "must name a host, as in ws://host:7400/ingest",
-                )),
-                (scheme, _) => p.push(Problem::new(
-                    "collector.endpoint",
-                    format!("scheme {:?} is not ws://", scheme.unwrap_or("")),
-                )),
-            },
-        }
-        let wss = self.collector.endpoint.starts_with("wss://");
-        p.extend(self.collector.tls.validate("collector.tls", wss));
-        if let Some(token) = self.collector.token()
-            && !header_safe(token)
-        {
-            p.push(Problem::new(
-                "collector.auth_token",
-                "must be printable ASCII without spaces (it is sent in an HTTP header)",
-            ));
-        }
-        check_range(
-            &mut p,
-            "collector.max_in_flight",
-            self.collector.max_in_flight,
-            1,
-            1024,
-            "",
-        );
-        check_range(
-            &mut p,
-            "collector.connect_timeout_secs",
-            self.collector.connect_timeout_secs,
-            1,
-            300,
-            " seconds",
-        );
+        p.extend(self.collector.validate());
 
         let b = &self.buffer;
         check_range(
@@ -400,7 +298,7 @@ mod tests {
         assert_eq!(c.agent.id, None);
         assert!(!c.agent_id().is_empty());
         assert_eq!(c.agent.shutdown_timeout_secs, 10);
-        assert_eq!(c.collector.endpoint, "ws://127.0.0.1:7400/ingest");
+        assert_eq!(c.collector.endpoint_urls(), [DEFAULT_ENDPOINT]);
         assert_eq!(c.collector.token(), None);
         assert_eq!(c.collector.max_in_flight, 8);
         assert_eq!(c.collector.connect_timeout_secs, 10);
@@ -419,7 +317,7 @@ mod tests {
     fn the_example_file_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/agent.toml");
         let c = load(&path).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(c.collector.endpoint, "ws://127.0.0.1:7400/ingest");
+        assert_eq!(c.collector.endpoint_urls(), [DEFAULT_ENDPOINT]);
         assert_eq!(c.buffer, BufferConfig::default());
         assert_eq!(c.collectors.logs.journald, Default::default());
         assert!(c.collectors.logs.journald_units.is_empty());
@@ -481,27 +379,5 @@ files = [\"relative/*.log\"]
             );
         }
         assert!(err.contains("key `agent.tags.bad-tag`"), "{err}");
-    }
-
-    #[test]
-    fn tokens_come_from_the_environment_and_never_print() {
-        let text = "[collector]\nauth_token = \"${MONITORING_TEST_UNSET_TOKEN_VAR:-}\"\n";
-        let c: AgentConfig = parse(text, Path::new("a.toml")).unwrap();
-        assert_eq!(c.collector.token(), None, "an empty token means no header");
-        let text = "[collector]\nauth_token = \"s3cret\"\n";
-        let c: AgentConfig = parse(text, Path::new("a.toml")).unwrap();
-        assert_eq!(c.collector.token(), Some("s3cret"));
-        assert!(!format!("{c:?}").contains("s3cret"));
-    }
-
-    #[test]
-    fn wss_needs_a_ca() {
-        let text = "[collector]\nendpoint = \"wss://collector:7400/ingest\"\n";
-        let err = parse::<AgentConfig>(text, Path::new("a.toml"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("collector.tls.ca"), "{err}");
-        let text = "[collector]\nendpoint = \"wss://collector:7400/ingest\"\n[collector.tls]\nca = \"ca.pem\"\n";
-        parse::<AgentConfig>(text, Path::new("a.toml")).unwrap();
     }
 }

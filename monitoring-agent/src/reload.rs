@@ -62,6 +62,7 @@ pub fn diff(running: &AgentConfig, new: &AgentConfig) -> Changes {
             a.agent.shutdown_timeout_secs != b.agent.shutdown_timeout_secs,
         ),
         ("collector.endpoint", ac.endpoint != bc.endpoint),
+        ("collector.endpoints", ac.endpoints != bc.endpoints),
         ("collector.auth_token", ac.auth_token != bc.auth_token),
         (
             "collector.max_in_flight",
@@ -385,6 +386,26 @@ system_interval_secs = 10
             ]
         );
         assert!(!changes.logs() && !changes.sampled());
+    }
+
+    #[test]
+    fn endpoint_changes_need_a_restart_like_endpoint() {
+        let new = BASE.replace(
+            "endpoint = \"ws://127.0.0.1:7400/ingest\"",
+            "endpoints = [\"ws://127.0.0.1:7400/ingest\", \"ws://10.0.0.2:7400/ingest\"]",
+        );
+        let (running, new) = (config(BASE), config(&new));
+        let changes = diff(&running, &new);
+        assert_eq!(
+            changes.needs_restart,
+            ["collector.endpoint", "collector.endpoints"]
+        );
+        assert!(changes.applied.is_empty());
+        let merged = merge(&running, &new);
+        assert_eq!(
+            merged.collector.endpoint_urls(),
+            running.collector.endpoint_urls()
+        );
     }
 
     #[test]

@@ -6,132 +6,14 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::pipeline::{Options, start};
 use common::{TestCollector, eventually};
-use monitoring_agent::buffer::{RingBuffer, WhenFull};
-use monitoring_agent::pipeline::{BatcherConfig, Envelope, Source, SourceProgress, batcher};
-use monitoring_agent::telemetry::{DropReason, Telemetry};
-use monitoring_agent::transport::{self, DrainReport, Endpoint, TransportConfig, TransportStatus};
-use monitoring_common::Event;
+use monitoring_agent::pipeline::{Source, SourceProgress};
+use monitoring_agent::telemetry::DropReason;
+use monitoring_agent::transport::DrainReport;
 use monitoring_common::protocol::Codec;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-
-struct Pipeline {
-    buffer: RingBuffer,
-    telemetry: Arc<Telemetry>,
-    status: Arc<TransportStatus>,
-    drain: CancellationToken,
-    batcher: JoinHandle<()>,
-    transport: JoinHandle<DrainReport>,
-}
-
-struct Options {
-    max_batch_events: usize,
-    max_batch_bytes: usize,
-    flush_interval: Duration,
-    codec: Codec,
-    max_in_flight: usize,
-    shutdown_timeout: Duration,
-    token: Option<String>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            max_batch_events: 1,
-            max_batch_bytes: 1 << 20,
-            flush_interval: Duration::from_secs(60),
-            codec: Codec::Lz4,
-            max_in_flight: 8,
-            shutdown_timeout: Duration::from_secs(5),
-            token: None,
-        }
-    }
-}
-
-fn start(url: String, o: Options) -> Pipeline {
-    let telemetry = Arc::new(Telemetry::new());
-    let buffer = RingBuffer::new(1000, WhenFull::Block, telemetry.buffer.clone());
-    let status = Arc::new(TransportStatus::default());
-    let drain = CancellationToken::new();
-    let (tx, rx) = mpsc::channel(2);
-    let batcher = tokio::spawn(batcher::run(
-        buffer.clone(),
-        BatcherConfig {
-            max_batch_events: o.max_batch_events,
-            max_batch_bytes: o.max_batch_bytes,
-            flush_interval: o.flush_interval,
-            codec: o.codec,
-            stream_id: 0xA11CE,
-            first_sequence: 1,
-        },
-        tx,
-        telemetry.batcher.clone(),
-    ));
-    let transport = tokio::spawn(transport::run(
-        TransportConfig {
-            endpoint: Endpoint {
-                url,
-                agent_id: "test-agent".into(),
-                auth_token: o.token,
-                connect_timeout: Duration::from_secs(5),
-                tls: Default::default(),
-            },
-            max_in_flight: o.max_in_flight,
-            shutdown_timeout: o.shutdown_timeout,
-        },
-        rx,
-        drain.clone(),
-        status.clone(),
-        telemetry.transport.clone(),
-    ));
-    Pipeline {
-        buffer,
-        telemetry,
-        status,
-        drain,
-        batcher,
-        transport,
-    }
-}
-
-impl Pipeline {
-    async fn send_tracked(&self, progress: &Arc<SourceProgress>, offset: u64) {
-        self.buffer
-            .send(Envelope {
-                source: Source::File,
-                event: Event::log(
-                    offset as i64,
-                    "/var/log/test.log",
-                    format!("line at {offset}"),
-                ),
-                ack: Some((progress.clone(), offset)),
-            })
-            .await
-            .unwrap();
-    }
-
-    async fn send_log(&self, message: &str) {
-        self.buffer
-            .send(Envelope::untracked(
-                Source::File,
-                Event::log(1, "test", message),
-            ))
-            .await
-            .unwrap();
-    }
-
-    async fn finish(self) -> DrainReport {
-        self.drain.cancel();
-        self.buffer.close();
-        self.batcher.await.unwrap();
-        self.transport.await.unwrap()
-    }
-}
 
 #[tokio::test]
 async fn out_of_order_acks_apply_nothing_until_the_gap_is_filled() {

@@ -56,6 +56,8 @@ pub struct Health {
 pub struct CollectorHealth {
     /// Whether a connection is open.
     pub connected: bool,
+    /// The endpoint connected to (one of `[collector] endpoints`); null when none.
+    pub endpoint: Option<String>,
     /// When the last acknowledgement arrived, Unix milliseconds; null if none yet.
     pub last_ack_unix_ms: Option<i64>,
     /// Batches sent and not yet acknowledged.
@@ -85,6 +87,7 @@ impl ControlState {
             version: env!("CARGO_PKG_VERSION"),
             collector: CollectorHealth {
                 connected,
+                endpoint: self.transport.endpoint(),
                 last_ack_unix_ms: self.transport.last_ack_unix_ms(),
                 in_flight_batches: self.transport.in_flight(),
             },
@@ -176,6 +179,7 @@ mod tests {
         assert_eq!(json["status"], "degraded");
         assert_eq!(json["agent_id"], "agent-1");
         assert_eq!(json["collector"]["connected"], false);
+        assert!(json["collector"]["endpoint"].is_null());
         assert!(json["collector"]["last_ack_unix_ms"].is_null());
         assert_eq!(json["buffer"]["capacity"], 100);
 

@@ -31,9 +31,11 @@ use prometheus_client::registry::Registry;
 
 mod accounting;
 mod filtered;
+mod transport;
 
 pub use accounting::{DropReason, DroppedEvents, PerSource, SourceMetrics};
 pub use filtered::FilteredEvents;
+pub use transport::{EndpointMetrics, EndpointSeries, TransportMetrics};
 
 use crate::buffer::disk::SpoolMetrics;
 use crate::collectors::logs::FileMetrics;
@@ -74,64 +76,6 @@ pub struct BatcherMetrics {
     pub uncompressed_bytes: Counter,
     /// Frame bytes after compression, header included.
     pub compressed_bytes: Counter,
-}
-
-/// Metrics of the transport.
-#[derive(Debug, Clone)]
-pub struct TransportMetrics {
-    /// Frames written to the socket, resends included.
-    pub sent_batches: Counter,
-    /// Events in those frames.
-    pub sent_events: Counter,
-    /// Frame bytes written, resends included.
-    pub sent_bytes: Counter,
-    /// Frames sent again, by why (`retry_later`, `reconnect`).
-    pub resent_batches: Family<OneLabel, Counter>,
-    /// Batches acknowledged as committed.
-    pub acked_batches: Counter,
-    /// Events in those batches.
-    pub acked_events: Counter,
-    /// Batches the collector rejected for good (their events count as dropped).
-    pub rejected_batches: Counter,
-    /// Connection attempts, by `result` (`ok`, `error`).
-    pub connects: Family<OneLabel, Counter>,
-    /// Connections lost or closed after being established.
-    pub disconnects: Counter,
-    /// 1 while connected to the collector, else 0.
-    pub connected: Gauge,
-    /// Batches sent and not yet acknowledged.
-    pub in_flight_batches: Gauge,
-    /// Seconds from (last) send to acknowledgement.
-    pub ack_latency_seconds: Histogram,
-    /// Events rejected by the collector, counted with the other drops.
-    pub dropped: DroppedEvents,
-    /// Events sent, by source (resends included).
-    pub sent_by_source: PerSource,
-    /// Events acknowledged, by source.
-    pub acked_by_source: PerSource,
-}
-
-impl Default for TransportMetrics {
-    fn default() -> Self {
-        TransportMetrics {
-            sent_batches: Counter::default(),
-            sent_events: Counter::default(),
-            sent_bytes: Counter::default(),
-            resent_batches: Family::default(),
-            acked_batches: Counter::default(),
-            acked_events: Counter::default(),
-            rejected_batches: Counter::default(),
-            connects: Family::default(),
-            disconnects: Counter::default(),
-            connected: Gauge::default(),
-            in_flight_batches: Gauge::default(),
-            // 1 ms to ~65 s: a local commit to a collector under heavy backpressure.
-            ack_latency_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
-            dropped: DroppedEvents::default(),
-            sent_by_source: PerSource::default(),
-            acked_by_source: PerSource::default(),
-        }
-    }
 }
 
 /// Metrics of the host metrics source.
@@ -266,7 +210,7 @@ impl Telemetry {
             acked_by_source: sources.acked.clone(),
             ..TransportMetrics::default()
         };
-        register_transport(r, &transport);
+        transport::register(r, &transport);
 
         let host = HostMetrics::default();
         r.register(
@@ -346,82 +290,6 @@ impl Telemetry {
         }
         out
     }
-}
-
-fn register_transport(r: &mut Registry, t: &TransportMetrics) {
-    for reason in ["retry_later", "reconnect"] {
-        t.resent_batches
-            .get_or_create(&[("reason", reason)])
-            .inc_by(0);
-    }
-    for result in ["ok", "error"] {
-        t.connects.get_or_create(&[("result", result)]).inc_by(0);
-    }
-    let counters: [(&str, &str, &Counter); 7] = [
-        (
-            "monitoring_agent_transport_sent_batches",
-            "Batch frames written to the collector, resends included",
-            &t.sent_batches,
-        ),
-        (
-            "monitoring_agent_transport_sent_events",
-            "Events in the frames written, resends included",
-            &t.sent_events,
-        ),
-        (
-            "monitoring_agent_transport_sent_bytes",
-            "Frame bytes written to the collector, resends included",
-            &t.sent_bytes,
-        ),
-        (
-            "monitoring_agent_transport_acked_batches",
-            "Batches the collector acknowledged as committed",
-            &t.acked_batches,
-        ),
-        (
-            "monitoring_agent_transport_acked_events",
-            "Events in acknowledged batches",
-            &t.acked_events,
-        ),
-        (
-            "monitoring_agent_transport_rejected_batches",
-            "Batches the collector rejected for good",
-            &t.rejected_batches,
-        ),
-        (
-            "monitoring_agent_transport_disconnects",
-            "Connections to the collector lost after being established",
-            &t.disconnects,
-        ),
-    ];
-    for (name, help, counter) in counters {
-        r.register(name, help, counter.clone());
-    }
-    r.register(
-        "monitoring_agent_transport_resent_batches",
-        "Batch frames sent again, by why",
-        t.resent_batches.clone(),
-    );
-    r.register(
-        "monitoring_agent_transport_connects",
-        "Connection attempts to the collector, by result",
-        t.connects.clone(),
-    );
-    r.register(
-        "monitoring_agent_transport_connected",
-        "1 while connected to the collector, else 0",
-        t.connected.clone(),
-    );
-    r.register(
-        "monitoring_agent_transport_in_flight_batches",
-        "Batches sent and not yet acknowledged",
-        t.in_flight_batches.clone(),
-    );
-    r.register(
-        "monitoring_agent_transport_ack_latency_seconds",
-        "Seconds from sending a batch to its acknowledgement",
-        t.ack_latency_seconds.clone(),
-    );
 }
 
 #[cfg(test)]

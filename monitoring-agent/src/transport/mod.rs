@@ -11,40 +11,44 @@
 //!   the batch, so one poison batch cannot stall the agent. Marks are applied only
 //!   from the front of the window, so a
 //!   checkpoint moves only when everything before it is acknowledged.
-//! - On any connection error the transport reconnects with exponential backoff and
-//!   full jitter (100 ms doubling to 30 s) and resends every unfinished batch in order,
-//!   with its original stream id and sequence: the collector removes duplicates.
-//!   Nothing is ever given up because a connection failed (LESSONS 7, 9), including
-//!   authentication failures, which are logged at ERROR and retried.
+//! - On any connection error the transport reconnects and resends every unfinished
+//!   batch in order, with its original stream id and sequence: the collector removes
+//!   duplicates. With several endpoints (`[collector] endpoints`) it moves to the next
+//!   one at once and waits (exponential backoff with full jitter, 100 ms doubling to
+//!   30 s) only after every endpoint failed in a row ([`failover`]); with one, every
+//!   failure waits. Nothing is ever given up because a connection failed (LESSONS 7,
+//!   9), including authentication failures, which are logged at ERROR and retried.
 //! - Shutdown: once `drain` is cancelled the transport keeps delivering until the
 //!   batcher has closed its channel and every batch is finished, or until
 //!   `shutdown_timeout` has passed; what is left unacknowledged is reported, and its
 //!   events are read again after a restart because their checkpoints did not move.
 
 pub mod connect;
+pub mod failover;
 pub mod retry_log;
+mod session;
 pub mod tls;
 pub mod window;
 
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
-use monitoring_common::protocol::Ack;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::{Bytes, Message};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 pub use connect::{Backoff, ConnectError, Endpoint, WsStream};
+use failover::{Leave, Rotation, Target};
 use retry_log::RetryLog;
-use window::{AckOutcome, Window};
+use window::Window;
 
 use crate::pipeline::Batch;
-use crate::telemetry::{DropReason, TransportMetrics};
+use crate::telemetry::TransportMetrics;
 
 /// First reconnect delay ceiling; doubles per failed attempt.
 pub const BACKOFF_BASE: Duration = Duration::from_millis(100);
@@ -62,8 +66,9 @@ const HEALTHY_AFTER: Duration = Duration::from_secs(30);
 /// How the transport connects and delivers.
 #[derive(Debug, Clone)]
 pub struct TransportConfig {
-    /// Where and as whom.
-    pub endpoint: Endpoint,
+    /// Where and as whom, in order of preference (`[collector] endpoint` or
+    /// `endpoints`); the transport fails over between them ([`failover`]).
+    pub endpoints: Vec<Endpoint>,
     /// Most batches unacknowledged at once.
     pub max_in_flight: usize,
     /// How long to keep delivering after `drain` is cancelled.
@@ -76,6 +81,7 @@ pub struct TransportStatus {
     connected: AtomicBool,
     last_ack_unix_ms: AtomicI64,
     in_flight: AtomicUsize,
+    endpoint: Mutex<Option<String>>,
 }
 
 impl TransportStatus {
@@ -84,6 +90,13 @@ impl TransportStatus {
         self.connected.load(Ordering::Relaxed)
     }
 
+    /// The URL of the endpoint connected to now, if any.
+    pub fn endpoint(&self) -> Option<String> {
+        self.endpoint
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
     /// When the last positive acknowledgement arrived (Unix ms), if any did.
     pub fn last_ack_unix_ms(&self) -> Option<i64> {
         Some(self.last_ack_unix_ms.load(Ordering::Relaxed)).filter(|&t| t > 0)
@@ -110,15 +123,32 @@ enum End {
     Finished,
     /// The shutdown deadline passed.
     Deadline,
-    /// The connection failed; reconnect.
-    Disconnected(String),
+    /// The connection failed; reconnect (to the next endpoint, if there are several).
+    Disconnected {
+        /// Why, as a label value.
+        reason: Leave,
+        /// Why, for the log.
+        error: String,
+    },
+}
+
+impl End {
+    fn disconnected(reason: Leave, error: impl Into<String>) -> End {
+        End::Disconnected {
+            reason,
+            error: error.into(),
+        }
+    }
 }
 
 type Sink = SplitSink<WsStream, Message>;
 type Source = SplitStream<WsStream>;
 
 struct Transport {
-    config: TransportConfig,
+    /// The configured endpoints, in order.
+    targets: Vec<Target>,
+    /// Which one is used now, and how many failed in a row.
+    rotation: Rotation,
     input: mpsc::Receiver<Batch>,
     input_open: bool,
     window: Window,
@@ -150,9 +180,19 @@ pub async fn run(
             expired.cancel();
         })
     };
+    let targets: Vec<Target> = config
+        .endpoints
+        .into_iter()
+        .map(|endpoint| Target {
+            series: metrics.endpoints.series(&endpoint.url),
+            endpoint,
+            log: RetryLog::default(),
+        })
+        .collect();
     let mut t = Transport {
         window: Window::new(config.max_in_flight),
-        config,
+        rotation: Rotation::new(targets.len()),
+        targets,
         input,
         input_open: true,
         status,
@@ -176,38 +216,33 @@ impl Transport {
             if self.finished() {
                 return End::Finished;
             }
+            let index = self.rotation.current();
+            let Some(endpoint) = self.targets.get(index).map(|t| t.endpoint.clone()) else {
+                // Validation forbids an empty list; never spin on one.
+                error!(message = "No collector endpoint is configured; nothing can be delivered.");
+                expired.cancelled().await;
+                return End::Deadline;
+            };
             let attempt = tokio::select! {
                 biased;
                 () = expired.cancelled() => return End::Deadline,
-                r = connect::connect(&self.config.endpoint) => r,
+                r = connect::connect(&endpoint) => r,
             };
-            match attempt {
+            let (reason, error, connected) = match attempt {
                 Ok(ws) => {
-                    self.metrics
-                        .connects
-                        .get_or_create(&[("result", "ok")])
-                        .inc();
-                    info!(
-                        message = "Connected to the collector.",
-                        endpoint = %self.config.endpoint.url,
-                        unacknowledged = self.window.len(),
-                    );
+                    self.on_connected(index);
                     let started = Instant::now();
                     self.heard_ack = false;
-                    self.set_connected(true);
                     let end = self.session(ws, expired).await;
-                    self.set_connected(false);
+                    self.set_connected(None);
                     match end {
-                        End::Disconnected(error) => {
+                        End::Disconnected { reason, error } => {
                             self.metrics.disconnects.inc();
-                            warn!(
-                                message = "Lost the connection to the collector; unacknowledged batches will be resent.",
-                                %error,
-                                unacknowledged = self.window.len(),
-                            );
                             if self.heard_ack || started.elapsed() >= HEALTHY_AFTER {
                                 backoff.reset();
+                                self.rotation.healthy();
                             }
+                            (reason, error, true)
                         }
                         end => return end,
                     }
@@ -217,202 +252,135 @@ impl Transport {
                         .connects
                         .get_or_create(&[("result", "error")])
                         .inc();
-                    if error.is_auth() {
-                        error!(message = "The collector refused this agent's credentials; retrying.", %error);
-                    } else {
-                        warn!(message = "Failed to connect to the collector; retrying.", %error);
+                    if let Some(t) = self.targets.get(index) {
+                        t.series.connects_error.inc();
                     }
+                    (Leave::of(&error), error.to_string(), false)
                 }
-            }
-            let delay = backoff.next_delay();
-            debug!(
-                message = "Waiting before reconnecting.",
-                delay_ms = delay.as_millis() as u64
-            );
-            tokio::select! {
-                biased;
-                () = expired.cancelled() => return End::Deadline,
-                () = tokio::time::sleep(delay) => {}
-            }
-        }
-    }
-
-    fn set_connected(&self, up: bool) {
-        self.status.connected.store(up, Ordering::Relaxed);
-        self.metrics.connected.set(i64::from(up));
-    }
-
-    async fn session(&mut self, ws: WsStream, expired: &CancellationToken) -> End {
-        let (mut sink, mut source): (Sink, Source) = ws.split();
-        self.window.reset_for_reconnect();
-        if let Err(end) = self.send_due(&mut sink, expired).await {
-            return end;
-        }
-        let mut ping = tokio::time::interval_at(Instant::now() + PING_INTERVAL, PING_INTERVAL);
-        let mut last_heard = Instant::now();
-        loop {
-            if self.finished() {
-                // Best effort: the collector has everything, a lost close frame harms nothing.
-                let close = sink.send(Message::Close(None));
-                if let Ok(Err(error)) = tokio::time::timeout(Duration::from_secs(1), close).await {
-                    debug!(message = "Failed to close the connection cleanly.", %error);
-                }
-                return End::Finished;
-            }
-            let next_retry = self.window.next_retry();
-            let can_take = self.input_open && self.window.has_room();
-            tokio::select! {
-                biased;
-                () = expired.cancelled() => return End::Deadline,
-                message = source.next() => {
-                    last_heard = Instant::now();
-                    match message {
-                        Some(Ok(Message::Binary(bytes))) => self.on_ack_message(&bytes),
-                        Some(Ok(Message::Close(frame))) => {
-                            let why = frame.map_or_else(String::new, |f| format!(": {} {}", f.code, f.reason));
-                            return End::Disconnected(format!("the collector closed the connection{why}"));
-                        }
-                        Some(Ok(Message::Text(text))) => {
-                            warn!(message = "Ignoring a text message from the collector.", length = text.len());
-                        }
-                        Some(Ok(_)) => {}
-                        Some(Err(error)) => return End::Disconnected(error.to_string()),
-                        None => return End::Disconnected("the connection was closed".into()),
-                    }
-                }
-                batch = self.input.recv(), if can_take => match batch {
-                    Some(batch) => self.window.push(batch),
-                    None => self.input_open = false,
-                },
-                () = sleep_until_opt(next_retry) => {}
-                _ = ping.tick() => {
-                    if last_heard.elapsed() >= IDLE_TIMEOUT {
-                        return End::Disconnected(format!("nothing heard from the collector for {IDLE_TIMEOUT:?}"));
-                    }
-                    if let Err(end) = send_with_deadline(&mut sink, Message::Ping(Bytes::new()), expired).await {
-                        return end;
-                    }
-                }
-            }
-            if let Err(end) = self.send_due(&mut sink, expired).await {
-                return end;
-            }
-        }
-    }
-
-    /// Writes every batch that is due, in order.
-    async fn send_due(&mut self, sink: &mut Sink, expired: &CancellationToken) -> Result<(), End> {
-        for due in self.window.due(Instant::now()) {
-            let Some(batch) = self.window.batch(due.stream_id, due.sequence) else {
-                continue;
             };
-            let frame = batch.frame.clone();
-            let events = u64::from(batch.event_count);
-            let sources = batch.sources;
-            let bytes = frame.len() as u64;
-            send_with_deadline(sink, Message::Binary(frame), expired).await?;
-            self.window
-                .mark_sent(due.stream_id, due.sequence, Instant::now());
-            let m = &self.metrics;
-            m.sent_batches.inc();
-            m.sent_events.inc_by(events);
-            m.sent_by_source.add_counts(&sources);
-            m.sent_bytes.inc_by(bytes);
-            if let Some(resend) = due.resend {
-                m.resent_batches
-                    .get_or_create(&[("reason", resend.as_str())])
-                    .inc();
-                debug!(
-                    message = "Resent batch.",
-                    sequence = due.sequence,
-                    reason = resend.as_str()
-                );
+            let round_failed = self.rotation.failed();
+            let delay = round_failed.then(|| backoff.next_delay());
+            self.on_left(index, reason, &error, connected, delay);
+            if let Some(delay) = delay {
+                tokio::select! {
+                    biased;
+                    () = expired.cancelled() => return End::Deadline,
+                    () = tokio::time::sleep(delay) => {}
+                }
             }
         }
-        self.update_in_flight();
-        Ok(())
     }
 
-    fn update_in_flight(&self) {
-        let n = self.window.len();
-        self.status.in_flight.store(n, Ordering::Relaxed);
+    fn on_connected(&mut self, index: usize) {
         self.metrics
-            .in_flight_batches
-            .set(i64::try_from(n).unwrap_or(i64::MAX));
+            .connects
+            .get_or_create(&[("result", "ok")])
+            .inc();
+        let unacknowledged = self.window.len();
+        let Some(t) = self.targets.get_mut(index) else {
+            return;
+        };
+        t.series.connects_ok.inc();
+        let (failed_attempts, after_secs) = t
+            .log
+            .acked(Instant::now())
+            .map_or((0, 0), |(n, d)| (n, d.as_secs()));
+        info!(
+            message = "Connected to the collector.",
+            endpoint = %t.endpoint.url,
+            index,
+            unacknowledged,
+            failed_attempts,
+            after_secs,
+        );
+        self.set_connected(Some(index));
     }
 
-    fn on_ack_message(&mut self, bytes: &[u8]) {
-        let ack = match Ack::decode(bytes) {
-            Ok(ack) => ack,
-            Err(error) => {
-                warn!(message = "Ignoring a malformed acknowledgement.", %error);
-                return;
-            }
+    /// Counts and logs (throttled per endpoint) leaving endpoint `index`; `delay` is
+    /// the backoff before the next attempt, when a whole round has failed.
+    fn on_left(
+        &mut self,
+        index: usize,
+        reason: Leave,
+        error: &str,
+        connected: bool,
+        delay: Option<Duration>,
+    ) {
+        let next = self
+            .targets
+            .get(self.rotation.current())
+            .map_or_else(String::new, |t| t.endpoint.url.clone());
+        let unacknowledged = self.window.len();
+        let Some(t) = self.targets.get_mut(index) else {
+            return;
         };
-        let m = &self.metrics;
-        match self.window.on_ack(&ack, Instant::now()) {
-            AckOutcome::Committed {
-                events,
-                sources,
-                latency,
-            } => {
-                self.heard_ack = true;
-                m.acked_batches.inc();
-                m.acked_events.inc_by(u64::from(events));
-                m.acked_by_source.add_counts(&sources);
-                if let Some(latency) = latency {
-                    m.ack_latency_seconds.observe(latency.as_secs_f64());
-                }
-                self.status.last_ack_unix_ms.store(
-                    monitoring_common::event::now_ns() / 1_000_000,
-                    Ordering::Relaxed,
-                );
-                if let Some((answers, after)) = self.retry_log.acked(Instant::now()) {
-                    info!(
-                        message = "The collector acknowledges batches again.",
-                        retry_later_answers = answers,
-                        after_secs = after.as_secs(),
-                    );
-                }
-            }
-            AckOutcome::RetryScheduled { sequence, reason } => {
-                self.heard_ack = true;
-                if let Some(suppressed) = self.retry_log.retry(Instant::now()) {
-                    info!(
-                        message = "The collector asked to resend a batch later.",
-                        sequence,
-                        retry_after_ms = ack.retry_after_ms,
-                        %reason,
-                        suppressed,
-                    );
-                }
-            }
-            AckOutcome::Rejected {
-                sequence,
-                events,
-                sources,
+        self.metrics
+            .endpoints
+            .failed(&t.endpoint.url, reason.as_str());
+        let Some(suppressed) = t.log.retry(Instant::now()) else {
+            return;
+        };
+        let endpoint = &t.endpoint.url;
+        let wait_ms = delay.map(|d| d.as_millis() as u64);
+        let auth = reason == Leave::Auth;
+        let reason = reason.as_str();
+        if connected {
+            warn!(
+                message = "Lost the connection to the collector; unacknowledged batches will be resent.",
+                endpoint = %endpoint,
                 reason,
-            } => {
-                self.heard_ack = true;
-                m.rejected_batches.inc();
-                m.dropped.add_counts(DropReason::Rejected, &sources);
-                error!(
-                    message = "The collector rejected a batch; its events are dropped.",
-                    sequence,
-                    events,
-                    %reason,
-                );
-            }
-            AckOutcome::Unknown => {
-                debug!(
-                    message = "Ignoring an acknowledgement for no batch in flight.",
-                    stream_id = ack.stream_id,
-                    sequence = ack.sequence,
-                );
+                %error,
+                unacknowledged,
+                next_endpoint = %next,
+                wait_ms,
+                suppressed,
+            );
+        } else if auth {
+            error!(
+                message = "The collector refused this agent's credentials; trying again.",
+                endpoint = %endpoint,
+                %error,
+                next_endpoint = %next,
+                wait_ms,
+                suppressed,
+            );
+        } else {
+            warn!(
+                message = "Failed to connect to the collector.",
+                endpoint = %endpoint,
+                reason,
+                %error,
+                next_endpoint = %next,
+                wait_ms,
+                suppressed,
+            );
+        }
+        if let Some(delay) = delay {
+            debug!(
+                message = "Every collector endpoint failed; waiting before the next round.",
+                delay_ms = delay.as_millis() as u64,
+            );
+        }
+    }
+
+    fn set_connected(&self, index: Option<usize>) {
+        self.status
+            .connected
+            .store(index.is_some(), Ordering::Relaxed);
+        self.metrics.connected.set(i64::from(index.is_some()));
+        let mut url = None;
+        for (i, t) in self.targets.iter().enumerate() {
+            let here = Some(i) == index;
+            t.series.connected.set(i64::from(here));
+            if here {
+                url = Some(t.endpoint.url.clone());
             }
         }
-        self.window.release_done();
-        self.update_in_flight();
+        *self
+            .status
+            .endpoint
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = url;
     }
 
     fn report(mut self, end: End) -> DrainReport {
@@ -434,28 +402,5 @@ impl Transport {
             _ => info!(message = "Transport finished: every batch was acknowledged."),
         }
         report
-    }
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn send_with_deadline(
-    sink: &mut Sink,
-    message: Message,
-    expired: &CancellationToken,
-) -> Result<(), End> {
-    tokio::select! {
-        biased;
-        () = expired.cancelled() => Err(End::Deadline),
-        r = tokio::time::timeout(SEND_TIMEOUT, sink.send(message)) => match r {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(End::Disconnected(error.to_string())),
-            Err(_) => Err(End::Disconnected(format!("a frame took more than {SEND_TIMEOUT:?} to send"))),
-        },
     }
 }

@@ -21,6 +21,8 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 
+pub mod pipeline;
+
 /// What the test tells one connection to do.
 #[derive(Debug)]
 pub enum Command {
