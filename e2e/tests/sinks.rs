@@ -9,8 +9,9 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use monitoring_e2e::{
-    Agent, AgentOptions, Collector, LineWriter, Scrape, loghub_lines, ndjson_messages,
-    numbered_line, prometheus_query, prometheus_url, tally, wait_for_all,
+    Agent, AgentOptions, Backend, Collector, CollectorOptions, LineWriter, Scrape, TestStore,
+    loghub_lines, ndjson_messages, numbered_line, prometheus_query, prometheus_url, tally,
+    wait_for_all,
 };
 
 #[test]
@@ -131,4 +132,66 @@ url = "{prometheus}/api/v1/write"
     );
     assert!(written > 0);
     assert!(logs_written >= total);
+}
+
+/// A collector on sqlite with a required postgres sink and a best-effort clickhouse
+/// sink: every line reaches both databases once, as collectors whose primary store
+/// they are show through their REST APIs.
+#[test]
+fn logs_reach_postgres_and_clickhouse_sinks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let pg = TestStore::create(Backend::Postgres, &dir.join("pg")).unwrap();
+    let ch = TestStore::create(Backend::Clickhouse, &dir.join("ch")).unwrap();
+    let url = |store: &TestStore| {
+        store
+            .storage
+            .lines()
+            .find_map(|l| l.strip_prefix("url = "))
+            .unwrap()
+            .to_string()
+    };
+    let extra = format!(
+        "[[storage.sinks]]\ntype = \"postgres\"\nrequired = true\nurl = {}\n\n\
+         [[storage.sinks]]\ntype = \"clickhouse\"\nkinds = [\"log\"]\nurl = {}\n",
+        url(&pg),
+        url(&ch)
+    );
+    let collector = Collector::start_with(dir, &extra).unwrap();
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let opts = AgentOptions {
+        files: vec![format!("{}/app.log", logs.display())],
+        ..AgentOptions::default()
+    };
+    let _agent = Agent::start(dir, "store-sinks", &collector.endpoint(), &opts).unwrap();
+    let corpus = loghub_lines();
+    let total = 5_000;
+    LineWriter::open(&logs.join("app.log"))
+        .unwrap()
+        .write_lines((0..total).map(|n| numbered_line(&corpus, n)))
+        .unwrap();
+    let primary = wait_for_all(&collector, total, Duration::from_secs(90)).unwrap();
+    assert!(primary.missing.is_empty() && primary.duplicates == 0);
+    for (name, store) in [("postgres", &pg), ("clickhouse", &ch)] {
+        let reader_dir = dir.join(format!("reader-{name}"));
+        std::fs::create_dir_all(&reader_dir).unwrap();
+        let reader = Collector::start_opts(
+            &reader_dir,
+            &CollectorOptions {
+                store: store.storage.clone(),
+                ..CollectorOptions::default()
+            },
+        )
+        .unwrap();
+        let t = wait_for_all(&reader, total, Duration::from_secs(60)).unwrap();
+        println!(
+            "{name} sink: expected {} missing {} duplicates {}",
+            t.expected,
+            t.missing.len(),
+            t.duplicates
+        );
+        assert!(t.missing.is_empty(), "{name} sink lost lines");
+        assert_eq!(t.duplicates, 0, "{name} sink");
+    }
 }

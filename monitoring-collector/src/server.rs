@@ -25,10 +25,7 @@ use crate::config::{Config, StorageBackend, StorageConfig};
 use crate::ingest::{self, IngestState};
 use crate::processor::{Processor, SpawnError};
 use crate::retention::{self, RETENTION_INTERVAL};
-use crate::storage::clickhouse::{ClickhouseConfig, ClickhouseStore};
-use crate::storage::postgres::{PostgresConfig, PostgresStore};
 use crate::storage::sinks::{BuildError, Sinks};
-use crate::storage::sqlite::SqliteStore;
 use crate::storage::{StorageError, Store};
 use crate::telemetry::Telemetry;
 use crate::tls::TlsListener;
@@ -86,7 +83,7 @@ pub async fn open_store(config: &StorageConfig) -> Result<Arc<dyn Store>, RunErr
         _ => PathBuf::from(config.backend.as_str()),
     };
     let config = config.clone();
-    let opened = tokio::task::spawn_blocking(move || open_store_blocking(&config))
+    let opened = tokio::task::spawn_blocking(move || crate::storage::open(&config))
         .await
         .map_err(|e| StorageError::Io {
             context: "opening the store".into(),
@@ -95,23 +92,6 @@ pub async fn open_store(config: &StorageConfig) -> Result<Arc<dyn Store>, RunErr
     opened
         .and_then(|r| r)
         .map_err(|source| RunError::Storage { path, source })
-}
-
-fn open_store_blocking(config: &StorageConfig) -> Result<Arc<dyn Store>, StorageError> {
-    match config.backend {
-        StorageBackend::Sqlite => Ok(Arc::new(SqliteStore::open(&config.sqlite())?)),
-        StorageBackend::Clickhouse => {
-            let config =
-                ClickhouseConfig::from_storage(config).map_err(|e| StorageError::Database {
-                    context: "reading storage.url",
-                    source: Box::new(e),
-                })?;
-            Ok(Arc::new(ClickhouseStore::open(&config)?))
-        }
-        StorageBackend::Postgres => Ok(Arc::new(PostgresStore::open(
-            &PostgresConfig::from_storage(config),
-        )?)),
-    }
 }
 
 /// A collector with its listeners bound and its store open, ready to [`serve`](Server::serve).

@@ -7,6 +7,7 @@
 //! collector acknowledge only after commit and still drop resent duplicates.
 
 pub mod clickhouse;
+pub mod config;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 pub(crate) mod conformance;
@@ -260,4 +261,25 @@ pub trait Store: Send + Sync + 'static {
     fn health(&self) -> Result<(), StorageError>;
     /// Deletes data older than the retention period; returns partitions dropped.
     fn enforce_retention(&self, now_ns: i64) -> Result<usize, StorageError>;
+}
+
+/// Opens the store `config` describes, creating its schema as needed. Blocking
+/// (files, a database server): call it off the async executor.
+pub fn open(config: &config::StorageConfig) -> Result<Arc<dyn Store>, StorageError> {
+    use config::StorageBackend;
+    match config.backend {
+        StorageBackend::Sqlite => Ok(Arc::new(sqlite::SqliteStore::open(&config.sqlite())?)),
+        StorageBackend::Clickhouse => {
+            let ch = clickhouse::ClickhouseConfig::from_storage(config).map_err(|e| {
+                StorageError::Database {
+                    context: "reading storage.url",
+                    source: Box::new(e),
+                }
+            })?;
+            Ok(Arc::new(clickhouse::ClickhouseStore::open(&ch)?))
+        }
+        StorageBackend::Postgres => Ok(Arc::new(postgres::PostgresStore::open(
+            &postgres::PostgresConfig::from_storage(config),
+        )?)),
+    }
 }

@@ -41,7 +41,7 @@ use super::{
     AgentRecord, CommitOutcome, FlowQuery, FlowRecord, IngestBatch, LogPage, LogQuery, MetricQuery,
     Series, StorageError, Store,
 };
-use crate::config::StorageConfig;
+use crate::storage::config::StorageConfig;
 
 /// Settings of the ClickHouse store, taken from `[storage]`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use monitoring_common::config::Problem;
 use postgres::config::{Host, SslMode};
 
 use super::error::PgError;
-use crate::config::StorageConfig;
+use crate::storage::config::StorageConfig;
 
 /// Longest retention accepted, as for the sqlite store: a century is surely a typo
 /// for "forever" (0).

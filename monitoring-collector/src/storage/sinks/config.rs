@@ -149,6 +149,25 @@ impl SinkConfig {
         self.min_severity.as_deref().map(str::parse)
     }
 
+    /// For a `postgres` or `clickhouse` sink: the settings of the store it writes to,
+    /// which has no retention pass of its own (that runs on the primary store only).
+    pub fn store_config(&self) -> Option<crate::storage::config::StorageConfig> {
+        use crate::storage::config::{StorageBackend, StorageConfig};
+        let backend = match self.kind {
+            SinkType::Postgres => StorageBackend::Postgres,
+            SinkType::Clickhouse => StorageBackend::Clickhouse,
+            _ => return None,
+        };
+        Some(StorageConfig {
+            backend,
+            url: self.url.clone(),
+            retention_days: 0,
+            timeout_ms: self.timeout_ms,
+            read_pool_size: 2,
+            ..StorageConfig::default()
+        })
+    }
+
     /// Problems with this table; keys are prefixed with `prefix`
     /// (`storage.sinks[0]`).
     pub fn validate(&self, prefix: &str) -> Vec<Problem> {
@@ -157,12 +176,6 @@ impl SinkConfig {
             problems.push(Problem::new(format!("{prefix}.{key}"), message));
         };
         let kind = self.kind.as_str();
-        if !super::available(self.kind) {
-            problem(
-                "type",
-                format!("sink type {kind} is not available in this build yet"),
-            );
-        }
         let needs_url = matches!(
             self.kind,
             SinkType::PrometheusRemoteWrite | SinkType::Postgres | SinkType::Clickhouse
@@ -177,6 +190,14 @@ impl SinkConfig {
                 problem("url", "must be an http:// or https:// URL".into());
             }
             _ => {}
+        }
+        if let Some(store) = self.store_config() {
+            // The URL checks of the store itself; its messages never repeat the URL.
+            for p in store.validate() {
+                if p.key == "storage.url" {
+                    problem("url", p.message);
+                }
+            }
         }
         match &self.bearer_token {
             Some(_) if self.kind != SinkType::PrometheusRemoteWrite => {

@@ -125,16 +125,6 @@ impl SinkError {
 /// Why the sinks could not be built at start.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    /// A type whose implementation is not part of this build.
-    #[error("storage.sinks[{index}] ({name}): sink type {kind} is not available in this build yet")]
-    Unavailable {
-        /// Position in `[[storage.sinks]]`.
-        index: usize,
-        /// The sink's name.
-        name: String,
-        /// Its type.
-        kind: &'static str,
-    },
     /// The sink could not be set up (a file that cannot be opened, a bad URL).
     #[error("storage.sinks[{index}] ({name}): {message}")]
     Setup {
@@ -177,21 +167,18 @@ pub fn build(index: usize, config: &SinkConfig) -> Result<Arc<dyn Sink>, BuildEr
     })
 }
 
-/// Whether this build can make sinks of `kind`; `check-config` and the start refuse
-/// the others with the key's line.
-// The postgres and clickhouse stores are wired in when they land: here, and in
-// `open_store` (`SinkType::Postgres => Ok(Arc::new(PostgresStore::open(..)?))`).
-pub fn available(kind: SinkType) -> bool {
-    !matches!(kind, SinkType::Postgres | SinkType::Clickhouse)
-}
-
-/// Opens the store a `postgres` or `clickhouse` sink writes to.
+/// Opens the store a `postgres` or `clickhouse` sink writes to, with that primary
+/// store's schema.
 fn open_store(index: usize, config: &SinkConfig) -> Result<Arc<dyn Store>, BuildError> {
-    Err(BuildError::Unavailable {
+    let setup = |message: String| BuildError::Setup {
         index,
         name: config.name().to_string(),
-        kind: config.kind.as_str(),
-    })
+        message,
+    };
+    let storage = config
+        .store_config()
+        .ok_or_else(|| setup("not a store sink".into()))?;
+    crate::storage::open(&storage).map_err(|e| setup(e.to_string()))
 }
 
 /// Another [`Store`] written as a sink (`postgres`, `clickhouse`): each batch is
