@@ -11,6 +11,7 @@ pub mod config;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 pub(crate) mod conformance;
+mod in_flight;
 pub mod inventory;
 pub mod postgres;
 pub mod sinks;

@@ -35,7 +35,7 @@ pub use client::{Endpoint, UrlError};
 
 use self::client::{ClickhouseError, Client};
 use self::inventory::Inventory;
-use self::write::InFlight;
+use super::in_flight::InFlight;
 use super::inventory::InventoryUpdate;
 use super::{
     AgentRecord, CommitOutcome, FlowQuery, FlowRecord, IngestBatch, LogPage, LogQuery, MetricQuery,

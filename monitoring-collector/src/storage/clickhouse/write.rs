@@ -8,9 +8,6 @@
 //! once. Within one process an in-flight set keeps two workers from writing the same
 //! batch at once, so that duplicates need a crash or a second collector.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-
 use monitoring_common::{EventKind, MetricValue};
 
 use super::client::{ClickhouseError, Client};
@@ -52,47 +49,6 @@ pub(crate) enum WriteError {
     /// Labels or fields could not be encoded.
     #[error("encoding labels or fields: {0}")]
     Json(#[from] serde_json::Error),
-}
-
-/// Identity of a batch.
-type BatchKey = (Arc<str>, u64, u64);
-
-/// The batches being committed right now by this process.
-#[derive(Debug, Default)]
-pub(crate) struct InFlight {
-    keys: Mutex<HashSet<BatchKey>>,
-    done: Condvar,
-}
-
-/// Holds a batch's key in the in-flight set; removes it when dropped.
-pub(crate) struct InFlightGuard<'a> {
-    owner: &'a InFlight,
-    key: BatchKey,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl InFlight {
-    /// Claims `batch`, first waiting for another commit of the same batch to end (a
-    /// resend racing the original), so that the duplicate check then sees it.
-    pub(crate) fn enter(&self, batch: &IngestBatch) -> InFlightGuard<'_> {
-        let key: BatchKey = (Arc::clone(&batch.agent_id), batch.stream_id, batch.sequence);
-        let mut keys = lock(&self.keys);
-        while keys.contains(&key) {
-            keys = self.done.wait(keys).unwrap_or_else(PoisonError::into_inner);
-        }
-        keys.insert(key.clone());
-        InFlightGuard { owner: self, key }
-    }
-}
-
-impl Drop for InFlightGuard<'_> {
-    fn drop(&mut self) {
-        lock(&self.owner.keys).remove(&self.key);
-        self.owner.done.notify_all();
-    }
 }
 
 /// Whether `batches` records `batch`.

@@ -40,7 +40,8 @@ pub use config::SqliteConfig;
 use self::error::io_at;
 use self::inventory::MainDb;
 use self::partition::{NS_PER_DAY, Partitions, day_of};
-use self::write::{InFlight, holds_batch, write_batch};
+use self::write::{holds_batch, write_batch};
+use super::in_flight::InFlight;
 use super::inventory::InventoryUpdate;
 use super::{
     AgentRecord, CommitOutcome, FlowQuery, FlowRecord, IngestBatch, LogPage, LogQuery, MetricQuery,

@@ -4,17 +4,14 @@
 //! The dedup record lives in the same file and transaction as the events, so after
 //! a crash a batch is either wholly stored and recorded or neither. A batch resent
 //! after midnight lands in a new day file, so older files are checked first; an
-//! in-flight set keeps two workers from committing the same batch at once into two
+//! in-flight set (`storage::in_flight`) keeps two workers from committing the same batch at once into two
 //! different files.
-
-use std::collections::HashSet;
-use std::sync::{Arc, Condvar, Mutex};
 
 use monitoring_common::{EventKind, MetricValue};
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::error::{StorageResult, db_at, json};
-use super::partition::{Bounds, Kind, Partition, lock};
+use super::partition::{Bounds, Kind, Partition};
 use crate::storage::{CommitOutcome, IngestBatch};
 
 const INSERT_BATCH: &str = "INSERT OR IGNORE INTO batches
@@ -35,9 +32,6 @@ const UPSERT_META: &str = "INSERT INTO meta (kind, min_ts, max_ts) VALUES (?1, ?
     ON CONFLICT (kind) DO UPDATE SET
         min_ts = min(min_ts, excluded.min_ts), max_ts = max(max_ts, excluded.max_ts)";
 
-/// Identity of a batch.
-type BatchKey = (Arc<str>, u64, u64);
-
 /// Stream ids and sequences are stored bit for bit as SQLite's signed integers.
 fn as_sql(v: u64) -> i64 {
     i64::from_ne_bytes(v.to_ne_bytes())
@@ -46,43 +40,6 @@ fn as_sql(v: u64) -> i64 {
 /// Counters past `i64::MAX` cannot be stored in SQLite; they saturate.
 fn saturate(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-/// The batches being committed right now.
-#[derive(Default)]
-pub(crate) struct InFlight {
-    keys: Mutex<HashSet<BatchKey>>,
-    done: Condvar,
-}
-
-/// Holds a batch's key in the in-flight set; removes it when dropped.
-pub(crate) struct InFlightGuard<'a> {
-    owner: &'a InFlight,
-    key: BatchKey,
-}
-
-impl InFlight {
-    /// Claims `batch`, first waiting for another commit of the same batch to end (a
-    /// resend racing the original), so that the dedup check then sees its result.
-    pub(crate) fn enter(&self, batch: &IngestBatch) -> InFlightGuard<'_> {
-        let key: BatchKey = (Arc::clone(&batch.agent_id), batch.stream_id, batch.sequence);
-        let mut keys = lock(&self.keys);
-        while keys.contains(&key) {
-            keys = self
-                .done
-                .wait(keys)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-        keys.insert(key.clone());
-        InFlightGuard { owner: self, key }
-    }
-}
-
-impl Drop for InFlightGuard<'_> {
-    fn drop(&mut self) {
-        lock(&self.owner.keys).remove(&self.key);
-        self.owner.done.notify_all();
-    }
 }
 
 /// Whether `partition` already holds `batch` (read connection; committed data only).
