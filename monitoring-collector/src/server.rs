@@ -182,13 +182,24 @@ impl Server {
         // Cancelled by the caller or by a failing server; never cancels the caller's token.
         let stop = shutdown.child_token();
         let metrics = telemetry.metrics.clone();
-        let (processor, handle) = Processor::start(
-            &config.processor,
+        // Starting reads the agent inventory from the store (blocking I/O).
+        let (processor_config, limits, fanout) = (
+            config.processor.clone(),
             config.server.limits,
-            Arc::clone(&store),
             sinks.fanout(),
-            metrics.clone(),
-        )?;
+        );
+        let (start_store, start_metrics) = (Arc::clone(&store), metrics.clone());
+        let (processor, handle) = tokio::task::spawn_blocking(move || {
+            Processor::start(
+                &processor_config,
+                limits,
+                start_store,
+                fanout,
+                start_metrics,
+            )
+        })
+        .await
+        .map_err(|e| RunError::Processor(SpawnError(std::io::Error::other(e.to_string()))))??;
         let tracker = TaskTracker::new();
         let auth = Authenticator::new(&config.auth)?;
         if auth.mode() == AuthMode::None && !ingest_addr.ip().is_loopback() {

@@ -158,7 +158,7 @@ pub struct Processor {
 /// Why the pool could not start.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot start processor worker thread: {0}")]
-pub struct SpawnError(#[source] std::io::Error);
+pub struct SpawnError(#[source] pub std::io::Error);
 
 struct Worker {
     rx: Arc<Mutex<Receiver<Queued>>>,
