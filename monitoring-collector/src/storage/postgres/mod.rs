@@ -100,7 +100,7 @@ impl PostgresStore {
         let pool = Pool::new(client_config, target, config.pool_size, config.timeout());
         let (schema, partitions) = pool
             .run(|conn| {
-                let schema = schema::create(&mut conn.client)?;
+                let schema = schema::create(&mut conn.client, config.text_index)?;
                 let partitions = Partitions::load(&mut conn.client)?;
                 Ok((schema, partitions))
             })

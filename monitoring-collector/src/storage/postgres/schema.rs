@@ -126,8 +126,9 @@ pub(crate) struct Schema {
 const ICU_EXPR: &str = r#"lower(message COLLATE "und-x-icu")"#;
 const PLAIN_EXPR: &str = "lower(message)";
 
-/// Creates what is missing, under the advisory lock.
-pub(crate) fn create(client: &mut Client) -> Result<Schema, postgres::Error> {
+/// Creates what is missing, under the advisory lock; with `text_index` false, drops
+/// the trigram index if an earlier start made it.
+pub(crate) fn create(client: &mut Client, text_index: bool) -> Result<Schema, postgres::Error> {
     let mut tx = client.transaction()?;
     tx.query_one("SELECT pg_advisory_xact_lock($1)", &[&DDL_LOCK])?;
     tx.batch_execute(SCHEMA)?;
@@ -138,6 +139,14 @@ pub(crate) fn create(client: &mut Client) -> Result<Schema, postgres::Error> {
         )?
         .try_get(0)?;
     let message_expr = if icu { ICU_EXPR } else { PLAIN_EXPR };
+    if !text_index {
+        tx.batch_execute("DROP INDEX IF EXISTS logs_message_trgm")?;
+        tx.commit()?;
+        return Ok(Schema {
+            message_expr,
+            trigram_index: false,
+        });
+    }
     // pg_trgm is a trusted extension (a database owner may create it), but the
     // role may still lack the right, or the server the contrib package: then
     // searches work, only slower, on large tables.

@@ -191,6 +191,7 @@ fn an_absent_server_fails_fast_and_the_error_hides_the_password() {
         retention_days: 7,
         pool_size: 2,
         timeout_ms: 2_000,
+        text_index: true,
     };
     let started = Instant::now();
     let err = PostgresStore::open(&config).unwrap_err();

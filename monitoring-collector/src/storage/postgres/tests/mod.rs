@@ -101,6 +101,7 @@ impl TestDb {
             retention_days: 7,
             pool_size: 4,
             timeout_ms: 10_000,
+            text_index: true,
         }
     }
 
