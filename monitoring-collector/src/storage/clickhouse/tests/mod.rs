@@ -6,19 +6,19 @@
 //! `quote` checks the quoting function against the server; `write` commits,
 //! duplicates, inventory and retention; `read` searches, paging, metrics and flows;
 //! `parity` the same data and queries against the SQLite store; `conformance` the
-//! shared suite every store passes; `tls` https with an untrusted certificate.
+//! shared suite every store passes; `tls` https with an untrusted certificate. The
+//! checks every store shares live in `storage::conformance`; `read` and `write` call
+//! them and add what is particular to ClickHouse.
 
-use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
-
-use monitoring_common::event::Labels;
-use monitoring_common::{Event, EventKind, FlowEvent, MetricValue, Severity};
 
 use super::client::{Client, Endpoint};
 use super::rowbinary::RowReader;
 use super::{ClickhouseConfig, ClickhouseStore};
+pub(super) use crate::storage::conformance::fixtures::{
+    DAY, NS_PER_DAY, SEC, T0, all_logs, batch, flow, flows, gauge, log, logs,
+};
 use crate::storage::{IngestBatch, LogQuery, LogRecord, Store};
 
 mod conformance;
@@ -28,16 +28,17 @@ mod read;
 mod tls;
 mod write;
 
-/// 2026-11-28T00:00:00Z, the "today" of these tests.
-pub(super) const DAY: i64 = 20_785;
-pub(super) const NS_PER_DAY: i64 = 86_400 * SEC;
-pub(super) const T0: i64 = DAY * NS_PER_DAY;
-pub(super) const SEC: i64 = 1_000_000_000;
-
 /// The server under test.
 fn server_url() -> String {
     std::env::var("MONITORING_TEST_CLICKHOUSE_URL")
         .unwrap_or_else(|_| "http://127.0.0.1:58123/".to_string())
+}
+
+/// Runs `check` on a fresh store in a database of its own (named after the test).
+pub(super) fn with_fresh(name: &str, check: &dyn Fn(&dyn Store)) {
+    let tag: String = name.chars().take(24).collect();
+    let db = TestDb::new(&tag);
+    check(&db.open());
 }
 
 /// A database of its own for one test, dropped when this is dropped.
@@ -86,6 +87,12 @@ impl TestDb {
         ClickhouseStore::open(&self.config).unwrap()
     }
 
+    /// Runs `sql`, with `{db}` standing for the test database.
+    pub(super) fn execute(&self, sql: &str) {
+        let database = self.config.endpoint.database();
+        self.client.execute(&sql.replace("{db}", database)).unwrap();
+    }
+
     /// The first column of every row of `sql` (which must select one `UInt64`).
     pub(super) fn count(&self, sql: &str) -> u64 {
         let database = self.config.endpoint.database();
@@ -107,63 +114,5 @@ impl Drop for TestDb {
         {
             eprintln!("could not drop test database {database}: {e}");
         }
-    }
-}
-
-pub(super) fn batch(agent: &str, seq: u64, received_ns: i64, events: Vec<Event>) -> IngestBatch {
-    IngestBatch {
-        agent_id: Arc::from(agent),
-        stream_id: 7,
-        sequence: seq,
-        received_ns,
-        events,
-    }
-}
-
-pub(super) fn log(ts: i64, message: &str, severity: Option<Severity>) -> Event {
-    let mut event = Event::log(ts, "/var/log/app.log", message);
-    if let EventKind::Log(l) = &mut event.kind {
-        l.severity = severity;
-    }
-    event
-}
-
-pub(super) fn gauge(ts: i64, name: &str, labels: &[(&str, &str)], value: f64) -> Event {
-    let labels: Labels = labels
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    Event::metric(ts, "host", name, labels, MetricValue::Gauge { value })
-}
-
-pub(super) fn logs(store: &dyn Store, query: LogQuery) -> Vec<LogRecord> {
-    store.query_logs(&query).unwrap().logs
-}
-
-pub(super) fn all_logs() -> LogQuery {
-    LogQuery {
-        limit: 10_000,
-        ..LogQuery::default()
-    }
-}
-
-pub(super) fn flow(ts: i64, src: IpAddr, dst: IpAddr, dst_port: u16, bytes_out: u64) -> Event {
-    Event {
-        timestamp_ns: ts,
-        source: "eth0".into(),
-        labels: Labels::new(),
-        kind: EventKind::Flow(FlowEvent {
-            src_addr: src,
-            dst_addr: dst,
-            src_port: 40_000,
-            dst_port,
-            protocol: 6,
-            end_ns: ts + SEC,
-            bytes_out,
-            bytes_in: 10,
-            packets_out: 1,
-            packets_in: 2,
-            tcp_flags: 0x12,
-        }),
     }
 }

@@ -1,16 +1,15 @@
 //! Commits, duplicates (also across collectors and after a crash between the
 //! events and the record), the inventory, health and retention.
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Barrier};
 
-use monitoring_common::event::{Fields, Labels};
-use monitoring_common::{Event, EventKind, MetricValue, Severity, Value};
+use monitoring_common::Event;
 
 use super::super::write::insert_events;
 use super::*;
-use crate::storage::{CommitOutcome, FlowQuery, MetricQuery, StorageError};
+use crate::storage::conformance::writes;
+use crate::storage::{CommitOutcome, MetricQuery, StorageError};
 
 const V4_A: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
 const V4_B: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
@@ -19,134 +18,30 @@ const V4_B: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
 fn round_trip_of_logs_metrics_and_flows() {
     let db = TestDb::new("round_trip");
     let store = db.open();
-    store.health().unwrap();
-    let mut line = log(
-        T0 + SEC,
-        "disk full on /dev/sda1 'é' \\ \0",
-        Some(Severity::Error),
+    writes::round_trip(&store);
+    let flows = flows(&store, 10);
+    assert_eq!(flows[0].bytes_out, u64::MAX, "UInt64 holds it whole");
+    // A NUL (with quotes and a backslash) is stored as it is.
+    let message = "disk full on /dev/sda1 'é' \\ \0";
+    let nul = batch(
+        "a1",
+        1,
+        T0 + 3 * SEC,
+        vec![log(T0 + 2 * SEC, message, None)],
     );
-    line.labels.insert("env".into(), "prod".into());
-    if let EventKind::Log(l) = &mut line.kind {
-        l.fields = Fields::from([
-            ("offset".to_string(), Value::Int(42)),
-            ("user".to_string(), Value::Str("o'neil".into())),
-        ]);
-    }
-    let histogram = Event::metric(
-        T0 + SEC,
-        "scrape",
-        "req_seconds",
-        Labels::new(),
-        MetricValue::Histogram {
-            count: 2,
-            sum: 0.5,
-            buckets: vec![(0.1, 1), (1.0, 2)],
-        },
-    );
-    let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
-    let events = vec![
-        line,
-        gauge(T0 + SEC, "load1", &[("cpu", "total")], 0.75),
-        histogram,
-        flow(T0, V4_A, v6, 443, u64::MAX),
-    ];
-    let outcome = store.commit(&batch("a1", 1, T0 + 2 * SEC, events)).unwrap();
-    assert_eq!(outcome, CommitOutcome::Committed);
-
+    assert_eq!(store.commit(&nul).unwrap(), CommitOutcome::Committed);
     let found = logs(&store, all_logs());
-    assert_eq!(found.len(), 1);
-    let record = &found[0];
-    assert_eq!(record.timestamp_ns, T0 + SEC);
-    assert_eq!(record.agent_id, "a1");
-    assert_eq!(record.source, "/var/log/app.log");
-    assert_eq!(record.severity.as_deref(), Some("error"));
-    assert_eq!(record.message, "disk full on /dev/sda1 'é' \\ \0");
-    assert_eq!(
-        record.labels,
-        BTreeMap::from([("env".into(), "prod".into())])
-    );
-    assert_eq!(record.fields.get("offset"), Some(&serde_json::json!(42)));
-    assert_eq!(
-        record.fields.get("user"),
-        Some(&serde_json::json!("o'neil"))
-    );
-
-    let series = |name: &str| {
-        store
-            .query_metrics(&MetricQuery {
-                name: name.into(),
-                from_ns: T0,
-                to_ns: T0 + 10 * SEC,
-                ..MetricQuery::default()
-            })
-            .unwrap()
-    };
-    let load = series("load1");
-    assert_eq!(load.len(), 1);
-    assert_eq!(load[0].kind, "gauge");
-    assert_eq!(load[0].agent_id, "a1");
-    assert_eq!(
-        load[0].labels,
-        BTreeMap::from([("cpu".into(), "total".into())])
-    );
-    assert_eq!(load[0].points, vec![((T0 + SEC) / 1_000_000, 0.75)]);
-    let hist = series("req_seconds");
-    assert_eq!(hist[0].kind, "histogram");
-    assert_eq!(hist[0].points[0].1, 0.5);
-    assert_eq!(store.metric_names().unwrap(), ["load1", "req_seconds"]);
-
-    let flows = store
-        .query_flows(&FlowQuery {
-            limit: 10,
-            ..FlowQuery::default()
-        })
-        .unwrap();
-    assert_eq!(flows.len(), 1);
-    let f = &flows[0];
-    assert_eq!(
-        (f.src_addr.as_str(), f.dst_addr.as_str()),
-        ("10.0.0.1", "::1")
-    );
-    assert_eq!((f.src_port, f.dst_port, f.protocol), (40_000, 443, 6));
-    assert_eq!((f.bytes_out, f.bytes_in), (u64::MAX, 10));
-    assert_eq!((f.packets_out, f.packets_in, f.tcp_flags), (1, 2, 0x12));
-    assert_eq!((f.timestamp_ns, f.end_ns), (T0, T0 + SEC));
-    assert_eq!(f.source, "eth0");
-    store.health().unwrap();
+    assert_eq!(found[0].message, message);
 }
 
 #[test]
 fn duplicate_batches_are_stored_once_across_collectors_and_days() {
     let db = TestDb::new("duplicates");
-    let b = batch("a1", 1, T0 + SEC, vec![log(T0, "once", None)]);
-    {
-        let store = db.open();
-        assert_eq!(store.commit(&b).unwrap(), CommitOutcome::Committed);
-        assert_eq!(store.commit(&b).unwrap(), CommitOutcome::Duplicate);
-    }
-    // Another collector (or a restart) on the same database.
-    let store = db.open();
-    assert_eq!(store.commit(&b).unwrap(), CommitOutcome::Duplicate);
-    // Resent after midnight: still recognised.
-    let late = IngestBatch {
-        received_ns: T0 + NS_PER_DAY + SEC,
-        ..b.clone()
-    };
-    assert_eq!(store.commit(&late).unwrap(), CommitOutcome::Duplicate);
-    let next = batch("a1", 2, T0 + NS_PER_DAY, vec![log(T0, "twice", None)]);
-    assert_eq!(store.commit(&next).unwrap(), CommitOutcome::Committed);
-    let other = batch("a2", 1, T0 + SEC, vec![log(T0, "other", None)]);
-    assert_eq!(store.commit(&other).unwrap(), CommitOutcome::Committed);
-    let other_stream = IngestBatch {
-        stream_id: 8,
-        ..b.clone()
-    };
-    assert_eq!(
-        store.commit(&other_stream).unwrap(),
-        CommitOutcome::Committed
-    );
+    // Each open is another collector (or a restart) on the same database.
+    writes::duplicates_across_restarts_and_days(&|| Box::new(db.open()) as Box<dyn Store>, &|| {
+        assert_eq!(db.count("SELECT count() FROM {db}.logs"), 1)
+    });
     assert_eq!(db.count("SELECT count() FROM {db}.logs"), 4);
-    assert_eq!(logs(&store, all_logs()).len(), 4);
 }
 
 /// The events of one batch of every kind, for the duplicate tests.
@@ -207,19 +102,8 @@ fn assert_each_event_once(store: &dyn Store) {
         .unwrap();
     assert_eq!(stepped[0].points.len(), 5);
     assert_eq!(stepped[0].points[0].1, 4.5);
-    let flows = store
-        .query_flows(&FlowQuery {
-            limit: 15,
-            ..FlowQuery::default()
-        })
-        .unwrap();
-    assert_eq!(flows.len(), 15);
-    let all_flows = store
-        .query_flows(&FlowQuery {
-            limit: 100,
-            ..FlowQuery::default()
-        })
-        .unwrap();
+    assert_eq!(flows(store, 15).len(), 15);
+    let all_flows = flows(store, 100);
     let mut bytes: Vec<u64> = all_flows.iter().map(|f| f.bytes_out).collect();
     bytes.sort_unstable();
     assert_eq!(bytes, (0..20).collect::<Vec<u64>>());
@@ -294,34 +178,23 @@ fn events_written_without_their_record_are_shown_once_after_the_resend() {
 fn retention_drops_whole_old_day_partitions() {
     let db = TestDb::new("retention");
     let store = db.open();
-    for (seq, day) in [(1, DAY - 10), (2, DAY - 8), (3, DAY - 7), (4, DAY)] {
-        let received = day * NS_PER_DAY + SEC;
-        let events = vec![
-            log(received, "x", None),
-            gauge(received, "m", &[], 1.0),
-            flow(received, V4_A, V4_B, 80, 1),
-        ];
-        store.commit(&batch("a1", seq, received, events)).unwrap();
-    }
-    // At noon today, day - 8 ended 7.5 days ago and goes; day - 7 ended 6.5 days
-    // ago and stays.
+    writes::retention_drops_whole_old_days(&store, &|| {
+        for table in ["logs", "metrics", "flows", "batches"] {
+            assert_eq!(
+                db.count(&format!("SELECT count() FROM {{db}}.{table}")),
+                2,
+                "{table}"
+            );
+            assert_eq!(
+                db.count(&format!(
+                    "SELECT toUInt64(min(received_date)) FROM {{db}}.{table}"
+                )),
+                (DAY - 7) as u64,
+                "{table}"
+            );
+        }
+    });
     let now = T0 + NS_PER_DAY / 2;
-    assert_eq!(store.enforce_retention(now).unwrap(), 2);
-    for table in ["logs", "metrics", "flows", "batches"] {
-        assert_eq!(
-            db.count(&format!("SELECT count() FROM {{db}}.{table}")),
-            2,
-            "{table}"
-        );
-        assert_eq!(
-            db.count(&format!(
-                "SELECT toUInt64(min(received_date)) FROM {{db}}.{table}"
-            )),
-            (DAY - 7) as u64,
-            "{table}"
-        );
-    }
-    assert_eq!(store.enforce_retention(now).unwrap(), 0);
     // Two collectors at once, one day later: both succeed, the day goes once.
     let other = Arc::new(db.open());
     let store = Arc::new(store);
@@ -332,12 +205,13 @@ fn retention_drops_whole_old_day_partitions() {
         .collect();
     let dropped: Vec<usize> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     assert!(dropped.iter().all(|d| *d <= 1), "{dropped:?}");
-    assert_eq!(logs(store.as_ref(), all_logs()).len(), 1);
+    // Today's two logs are left.
+    assert_eq!(logs(store.as_ref(), all_logs()).len(), 2);
     // The store keeps working; the agent is still known.
     store
-        .commit(&batch("a1", 5, T0 + SEC, vec![log(T0, "y", None)]))
+        .commit(&batch("a1", 6, T0 + SEC, vec![log(T0, "z", None)]))
         .unwrap();
-    assert_eq!(logs(store.as_ref(), all_logs()).len(), 2);
+    assert_eq!(logs(store.as_ref(), all_logs()).len(), 3);
     assert_eq!(store.agents().unwrap().len(), 1);
     let forever = ClickhouseStore::open(&ClickhouseConfig {
         retention_days: 0,
@@ -351,98 +225,10 @@ fn retention_drops_whole_old_day_partitions() {
 fn agents_inventory_comes_from_host_metrics_across_collectors() {
     let db = TestDb::new("agents");
     let store = db.open();
-    let other = db.open();
-    let info = |ts, host: &str| {
-        gauge(
-            ts,
-            "host_info",
-            &[
-                ("hostname", host),
-                ("os", "Ubuntu"),
-                ("os_version", "24.04"),
-                ("kernel_version", "6.8.0"),
-                ("arch", "x86_64"),
-            ],
-            1.0,
-        )
-    };
-    let events = vec![
-        info(T0 + 2 * SEC, "web-1"),
-        gauge(
-            T0 + 2 * SEC,
-            "host_cpu_usage_percent",
-            &[("cpu", "total")],
-            12.5,
-        ),
-        gauge(
-            T0 + 3 * SEC,
-            "host_cpu_usage_percent",
-            &[("cpu", "0")],
-            99.0,
-        ),
-        gauge(T0 + 2 * SEC, "host_memory_usage_percent", &[], 40.0),
-    ];
-    store
-        .commit(&batch("b-agent", 1, T0 + 5 * SEC, events))
-        .unwrap();
-    // A later batch, through the other collector, with an older host_info does not
-    // overwrite the newer one.
-    let stale = vec![
-        info(T0, "old-name"),
-        gauge(T0 + 9 * SEC, "host_memory_usage_percent", &[], 41.0),
-    ];
-    other
-        .commit(&batch("b-agent", 2, T0 + 9 * SEC, stale))
-        .unwrap();
-    store
-        .commit(&batch("a-agent", 1, T0 + SEC, vec![log(T0, "hi", None)]))
-        .unwrap();
-    for s in [&store, &other] {
-        let agents = s.agents().unwrap();
-        assert_eq!(agents.len(), 2);
-        assert_eq!(agents[0].id, "a-agent");
-        assert_eq!(agents[0].os, None);
-        assert_eq!(agents[0].cpu_percent, None);
-        assert_eq!(agents[0].last_seen_ns, T0 + SEC);
-        let b = &agents[1];
-        assert_eq!(b.id, "b-agent");
-        assert_eq!(b.hostname.as_deref(), Some("web-1"));
-        assert_eq!(b.os.as_deref(), Some("Ubuntu 24.04"));
-        assert_eq!(b.kernel_version.as_deref(), Some("6.8.0"));
-        assert_eq!(b.cpu_percent, Some(12.5));
-        assert_eq!(b.memory_percent, Some(41.0));
-        assert_eq!(b.last_seen_ns, T0 + 9 * SEC);
-        assert_eq!(
-            s.metric_names().unwrap(),
-            [
-                "host_cpu_usage_percent",
-                "host_info",
-                "host_memory_usage_percent"
-            ]
-        );
-    }
-    // Later batches with only logs still move last_seen (through their records).
-    store
-        .commit(&batch(
-            "a-agent",
-            2,
-            T0 + 15 * SEC,
-            vec![log(T0, "hi", None)],
-        ))
-        .unwrap();
-    assert_eq!(other.agents().unwrap()[0].last_seen_ns, T0 + 15 * SEC);
-    // A duplicate still counts as a sign of life.
-    let again = batch("a-agent", 1, T0 + 20 * SEC, vec![log(T0, "hi", None)]);
-    assert_eq!(other.commit(&again).unwrap(), CommitOutcome::Duplicate);
-    assert_eq!(store.agents().unwrap()[0].last_seen_ns, T0 + 20 * SEC);
+    writes::inventory_from_host_metrics(&store, &db.open());
     // Merges keep the answer: force them.
     for table in ["agents", "metric_names"] {
-        db.client
-            .execute(&format!(
-                "OPTIMIZE TABLE {}.{table} FINAL",
-                db.config.endpoint.database()
-            ))
-            .unwrap();
+        db.execute(&format!("OPTIMIZE TABLE {{db}}.{table} FINAL"));
     }
     let agents = store.agents().unwrap();
     assert_eq!(agents[1].hostname.as_deref(), Some("web-1"));
@@ -456,12 +242,7 @@ fn health_reports_missing_tables_and_unreachable_servers() {
     let db = TestDb::new("health");
     let store = db.open();
     store.health().unwrap();
-    db.client
-        .execute(&format!(
-            "DROP TABLE {}.flows",
-            db.config.endpoint.database()
-        ))
-        .unwrap();
+    db.execute("DROP TABLE {db}.flows");
     let error = store.health().unwrap_err();
     assert!(error.to_string().contains("flows"), "{error}");
     // Opening again creates what is missing.

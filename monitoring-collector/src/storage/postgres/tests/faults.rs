@@ -181,11 +181,9 @@ fn a_held_lock_fails_a_commit_after_the_timeout_instead_of_hanging() {
 #[test]
 fn an_absent_server_fails_fast_and_the_error_hides_the_password() {
     // A port nothing listens on: bind one, then close it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
     let config = PostgresConfig {
         url: format!("postgres://collector:s3cret-pw@127.0.0.1:{port}/monitoring"),
         retention_days: 7,
@@ -249,5 +247,5 @@ fn calls_from_async_contexts_block_instead_of_panicking() {
                 .unwrap();
         });
     }
-    assert_eq!(logs(&store, all_logs()).len(), 1);
+    assert_eq!(logs(store.as_ref(), all_logs()).len(), 1);
 }

@@ -3,31 +3,26 @@
 //! here and dropped at the end: `write` for commits, deduplication, partitions,
 //! retention and the inventory; `read` for searches, paging, metric series and
 //! flows; `faults` for concurrent collectors and lost connections; `conformance`
-//! for the suite every store passes.
+//! for the suite every store passes. The checks every store shares live in
+//! `storage::conformance`; `read` and `write` call them and add what is particular
+//! to PostgreSQL.
 //!
 //! A server that does not answer fails the tests, never skips them.
 
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use monitoring_common::event::Labels;
-use monitoring_common::{Event, EventKind, MetricValue, Severity};
-
 use super::{PostgresConfig, PostgresStore};
-use crate::storage::sqlite::partition::NS_PER_DAY;
-use crate::storage::{IngestBatch, LogQuery, LogRecord, Store};
+pub(super) use crate::storage::conformance::fixtures::{
+    DAY, NS_PER_DAY, SEC, T0, all_logs, batch, flows, gauge, log, logs,
+};
+use crate::storage::{LogQuery, Store};
 
 mod conformance;
 mod faults;
 mod read;
 mod write;
-
-/// 2026-11-28T00:00:00Z, the "today" of these tests.
-pub(super) const DAY: i64 = 20_785;
-pub(super) const T0: i64 = DAY * NS_PER_DAY;
-pub(super) const SEC: i64 = 1_000_000_000;
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:55432/postgres";
 
@@ -54,6 +49,15 @@ pub(super) struct TestDb {
     name: String,
     /// The test database's URL.
     pub(super) url: String,
+}
+
+/// A client of `url`, failing the test with how to start the server if it does
+/// not answer.
+/// Runs `check` on a fresh store in a database of its own (named after the test).
+pub(super) fn with_fresh(name: &str, check: &dyn Fn(&dyn Store)) {
+    let tag: String = name.chars().take(24).collect();
+    let db = TestDb::new(&tag);
+    check(&db.open());
 }
 
 /// A client of `url`, failing the test with how to start the server if it does
@@ -133,43 +137,6 @@ impl Drop for TestDb {
         if let Err(e) = dropped {
             eprintln!("could not drop test database {}: {e}", self.name);
         }
-    }
-}
-
-pub(super) fn batch(agent: &str, seq: u64, received_ns: i64, events: Vec<Event>) -> IngestBatch {
-    IngestBatch {
-        agent_id: Arc::from(agent),
-        stream_id: 7,
-        sequence: seq,
-        received_ns,
-        events,
-    }
-}
-
-pub(super) fn log(ts: i64, message: &str, severity: Option<Severity>) -> Event {
-    let mut event = Event::log(ts, "/var/log/app.log", message);
-    if let EventKind::Log(l) = &mut event.kind {
-        l.severity = severity;
-    }
-    event
-}
-
-pub(super) fn gauge(ts: i64, name: &str, labels: &[(&str, &str)], value: f64) -> Event {
-    let labels: Labels = labels
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    Event::metric(ts, "host", name, labels, MetricValue::Gauge { value })
-}
-
-pub(super) fn logs(store: &PostgresStore, query: LogQuery) -> Vec<LogRecord> {
-    store.query_logs(&query).unwrap().logs
-}
-
-pub(super) fn all_logs() -> LogQuery {
-    LogQuery {
-        limit: 100_000,
-        ..LogQuery::default()
     }
 }
 

@@ -1,25 +1,21 @@
 //! End-to-end tests of [`SqliteStore`] against real SQLite files in a temp dir:
 //! `write` for commits, deduplication, retention and the inventory; `read` for
-//! searches, paging, pruning and metric series.
+//! searches, paging, pruning, metric series and flows. The checks every store
+//! shares live in `storage::conformance`; these call them and add what is
+//! particular to day files.
 
 use std::path::Path;
-use std::sync::Arc;
-
-use monitoring_common::event::Labels;
-use monitoring_common::{Event, EventKind, MetricValue, Severity};
 
 use super::SqliteConfig;
 use super::SqliteStore;
 use super::partition::{NS_PER_DAY, file_name};
-use crate::storage::{IngestBatch, LogQuery, LogRecord, Store};
+pub(super) use crate::storage::conformance::fixtures::{
+    DAY, SEC, T0, all_logs, batch, flows, log, logs,
+};
+use crate::storage::{LogQuery, Store};
 
 mod read;
 mod write;
-
-/// 2026-11-28T00:00:00Z, the "today" of these tests.
-pub(super) const DAY: i64 = 20_785;
-pub(super) const T0: i64 = DAY * NS_PER_DAY;
-pub(super) const SEC: i64 = 1_000_000_000;
 
 pub(super) fn config(dir: &Path) -> SqliteConfig {
     SqliteConfig {
@@ -32,41 +28,10 @@ pub(super) fn open(dir: &Path) -> SqliteStore {
     SqliteStore::open(&config(dir)).unwrap()
 }
 
-pub(super) fn batch(agent: &str, seq: u64, received_ns: i64, events: Vec<Event>) -> IngestBatch {
-    IngestBatch {
-        agent_id: Arc::from(agent),
-        stream_id: 7,
-        sequence: seq,
-        received_ns,
-        events,
-    }
-}
-
-pub(super) fn log(ts: i64, message: &str, severity: Option<Severity>) -> Event {
-    let mut event = Event::log(ts, "/var/log/app.log", message);
-    if let EventKind::Log(l) = &mut event.kind {
-        l.severity = severity;
-    }
-    event
-}
-
-pub(super) fn gauge(ts: i64, name: &str, labels: &[(&str, &str)], value: f64) -> Event {
-    let labels: Labels = labels
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    Event::metric(ts, "host", name, labels, MetricValue::Gauge { value })
-}
-
-pub(super) fn logs(store: &SqliteStore, query: LogQuery) -> Vec<LogRecord> {
-    store.query_logs(&query).unwrap().logs
-}
-
-pub(super) fn all_logs() -> LogQuery {
-    LogQuery {
-        limit: 10_000,
-        ..LogQuery::default()
-    }
+/// Runs `check` on a fresh store in a temp dir of its own.
+pub(super) fn with_fresh(_name: &str, check: &dyn Fn(&dyn Store)) {
+    let dir = tempfile::tempdir().unwrap();
+    check(&open(dir.path()));
 }
 
 pub(super) fn count_rows(dir: &Path, day: i64, table: &str) -> i64 {

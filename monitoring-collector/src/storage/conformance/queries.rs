@@ -1,244 +1,14 @@
-//! The conformance suite every primary store passes: one data set, committed through
-//! [`Store::commit`], and the API's queries with the answers they must give.
-//!
-//! The REST API answers from whichever store is configured, so each store is held to
-//! the same expected results here, written out by hand rather than taken from one
-//! store, so that the suite also checks the sqlite store it was modelled on.
-//! A store's own tests call [`check`] on a fresh, empty store.
+//! The queries of the conformance suite: what the API must answer about the data
+//! set of [`super::data`], written out by hand.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
-use std::sync::Arc;
 
-use monitoring_common::event::{Fields, Labels};
-use monitoring_common::{Event, EventKind, FlowEvent, LogEvent, MetricValue, Severity, Value};
+use monitoring_common::Severity;
 
-use super::{
-    CommitOutcome, FlowQuery, IngestBatch, LogQuery, LogRecord, MetricQuery, Order, Store,
-};
+use super::*;
+use crate::storage::{FlowQuery, MetricQuery, Order};
 
-/// 2026-11-28T00:00:00Z: event times are offsets from it.
-const T0: i64 = 20_785 * 86_400 * SEC;
-const SEC: i64 = 1_000_000_000;
-const MS: i64 = 1_000_000;
-const APP: &str = "/var/log/app.log";
-const AUTH: &str = "/var/log/auth.log";
-
-/// Runs every check against `store`, which must be empty. Panics with the failing
-/// check's name.
-pub(crate) fn check(store: &dyn Store) {
-    let received = monitoring_common::event::now_ns();
-    for batch in data(received) {
-        assert_eq!(
-            store.commit(&batch).expect("commit"),
-            CommitOutcome::Committed,
-            "first commit of batch {}",
-            batch.sequence
-        );
-    }
-    // A resent batch is recognised and changes nothing.
-    let again = &data(received + SEC)[0];
-    assert_eq!(
-        store.commit(again).expect("recommit"),
-        CommitOutcome::Duplicate,
-        "resent batch"
-    );
-    logs_all_and_order(store);
-    logs_filters(store);
-    logs_text(store);
-    logs_paging(store);
-    metric_series(store);
-    metric_steps(store);
-    flows(store);
-    catalogue_and_inventory(store, received);
-}
-
-fn at(secs: i64) -> i64 {
-    T0 + secs * SEC
-}
-
-fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-fn log(secs: i64, source: &str, message: &str, severity: Option<Severity>) -> Event {
-    let mut fields = Fields::new();
-    fields.insert("offset".into(), Value::Int(secs));
-    Event {
-        timestamp_ns: at(secs),
-        source: source.into(),
-        labels: labels(&[("env", "test")]),
-        kind: EventKind::Log(LogEvent {
-            message: message.into(),
-            severity,
-            fields,
-        }),
-    }
-}
-
-fn metric(secs: i64, name: &str, pairs: &[(&str, &str)], value: MetricValue) -> Event {
-    Event::metric(at(secs), "host", name, labels(pairs), value)
-}
-
-fn gauge(secs: i64, name: &str, pairs: &[(&str, &str)], value: f64) -> Event {
-    metric(secs, name, pairs, MetricValue::Gauge { value })
-}
-
-fn flow(secs: i64, src: &str, dst: &str, ports: (u16, u16), protocol: u8, bytes: u64) -> Event {
-    let addr = |s: &str| s.parse::<IpAddr>().expect("test address");
-    Event {
-        timestamp_ns: at(secs),
-        source: "lo".into(),
-        labels: Labels::new(),
-        kind: EventKind::Flow(FlowEvent {
-            src_addr: addr(src),
-            dst_addr: addr(dst),
-            src_port: ports.0,
-            dst_port: ports.1,
-            protocol,
-            end_ns: at(secs + 10),
-            bytes_out: bytes,
-            bytes_in: bytes / 2,
-            packets_out: 3,
-            packets_in: 2,
-            tcp_flags: if protocol == 6 { 0x12 } else { 0 },
-        }),
-    }
-}
-
-fn batch(agent: &str, sequence: u64, received_ns: i64, events: Vec<Event>) -> IngestBatch {
-    IngestBatch {
-        agent_id: Arc::from(agent),
-        stream_id: u64::MAX - 1, // past i64::MAX: stored by bit pattern
-        sequence,
-        received_ns,
-        events,
-    }
-}
-
-/// The data set: two agents, logs (three sharing one timestamp), metrics of every
-/// kind, the inventory's metrics, and flows.
-fn data(received: i64) -> Vec<IngestBatch> {
-    use Severity::*;
-    let web = vec![
-        log(10, APP, "Connection refused by upstream", Some(Error)),
-        log(20, APP, "login user-1 ok", Some(Info)),
-        log(20, APP, "login user_1 again", Some(Info)),
-        log(20, APP, "login user12 ok", Some(Notice)),
-        log(30, AUTH, "Accepted password for root", None),
-        log(40, APP, "ERROR: disk full -> retrying", Some(Critical)),
-        log(50, APP, "Café au lait: connexion établie", Some(Debug)),
-        log(60, APP, "say \"hi\" to O'Brien; 100% done", Some(Warning)),
-    ];
-    let db = vec![
-        log(15, APP, "connection reset", Some(Warning)),
-        log(25, AUTH, "session opened for user postgres", Some(Info)),
-    ];
-    let mut metrics = Vec::new();
-    for (i, v) in [10.0, 20.0, 30.0, 40.0, 50.0, 60.0].into_iter().enumerate() {
-        let secs = i64::try_from(i).expect("small") * 10;
-        metrics.push(gauge(
-            secs,
-            "host_cpu_usage_percent",
-            &[("cpu", "total")],
-            v,
-        ));
-        metrics.push(gauge(
-            secs,
-            "host_cpu_usage_percent",
-            &[("cpu", "0")],
-            v + 1.0,
-        ));
-    }
-    metrics.push(gauge(55, "host_memory_usage_percent", &[], 42.5));
-    metrics.push(gauge(5, "host_memory_usage_percent", &[], 99.0)); // older: not latest
-    metrics.push(gauge(
-        0,
-        "host_info",
-        &[
-            ("hostname", "web-1"),
-            ("os", "Debian GNU/Linux"),
-            ("os_version", "12"),
-            ("kernel_version", "6.1.0"),
-            ("arch", "x86_64"),
-        ],
-        1.0,
-    ));
-    metrics.push(metric(
-        30,
-        "requests_total",
-        &[("code", "200")],
-        MetricValue::Counter { value: 1234.0 },
-    ));
-    metrics.push(metric(
-        30,
-        "latency_seconds",
-        &[],
-        MetricValue::Histogram {
-            count: 4,
-            sum: 2.5,
-            buckets: vec![(0.1, 1), (1.0, 3), (f64::INFINITY, 4)],
-        },
-    ));
-    metrics.push(metric(
-        30,
-        "rpc_seconds",
-        &[],
-        MetricValue::Summary {
-            count: 10,
-            sum: 7.0,
-            quantiles: vec![(0.5, 0.6), (0.99, 1.9)],
-        },
-    ));
-    metrics.push(gauge(35, "temperature", &[("zone", "a")], f64::NAN)); // no value: skipped
-    metrics.push(gauge(36, "temperature", &[("zone", "a")], 21.5));
-    let db_metrics = vec![gauge(
-        10,
-        "host_cpu_usage_percent",
-        &[("cpu", "total")],
-        5.0,
-    )];
-    let flows = vec![
-        flow(100, "10.0.0.1", "10.0.0.2", (40000, 443), 6, 5000),
-        flow(100, "10.0.0.1", "10.0.0.3", (40001, 53), 17, 80),
-        flow(110, "::1", "::1", (50000, 8080), 6, 1200),
-        flow(120, "10.0.0.2", "10.0.0.1", (443, 40002), 6, 700),
-    ];
-    vec![
-        batch("web", 1, received, web),
-        batch("web", 2, received, metrics),
-        batch("web", 3, received, flows),
-        batch("db", 1, received + 1, db),
-        batch("db", 2, received + 2, db_metrics),
-    ]
-}
-
-fn logs(store: &dyn Store, query: LogQuery) -> Vec<LogRecord> {
-    store.query_logs(&query).expect("log query").logs
-}
-
-fn all() -> LogQuery {
-    LogQuery {
-        limit: 1000,
-        ..LogQuery::default()
-    }
-}
-
-fn messages(records: &[LogRecord]) -> Vec<&str> {
-    records.iter().map(|r| r.message.as_str()).collect()
-}
-
-/// Messages sorted, for comparisons where equal timestamps leave the order open.
-fn message_set(records: &[LogRecord]) -> Vec<String> {
-    let mut m: Vec<String> = records.iter().map(|r| r.message.clone()).collect();
-    m.sort();
-    m
-}
-
-fn logs_all_and_order(store: &dyn Store) {
+pub(super) fn logs_all_and_order(store: &dyn Store) {
     let desc = logs(store, all());
     assert_eq!(desc.len(), 10, "every log once: {:?}", messages(&desc));
     let times: Vec<i64> = desc.iter().map(|r| r.timestamp_ns).collect();
@@ -276,7 +46,7 @@ fn logs_all_and_order(store: &dyn Store) {
     assert_eq!(unknown.and_then(|r| r.severity.clone()), None);
 }
 
-fn logs_filters(store: &dyn Store) {
+pub(super) fn logs_filters(store: &dyn Store) {
     let by = |query: LogQuery| message_set(&logs(store, query));
     assert_eq!(
         by(LogQuery {
@@ -332,7 +102,7 @@ fn logs_filters(store: &dyn Store) {
     assert!(logs(store, LogQuery { limit: 0, ..all() }).is_empty());
 }
 
-fn logs_text(store: &dyn Store) {
+pub(super) fn logs_text(store: &dyn Store) {
     let search = |q: &str| {
         message_set(&logs(
             store,
@@ -376,7 +146,7 @@ fn logs_text(store: &dyn Store) {
     assert_eq!(search("établie"), ["Café au lait: connexion établie"]);
 }
 
-fn logs_paging(store: &dyn Store) {
+pub(super) fn logs_paging(store: &dyn Store) {
     for order in [Order::Desc, Order::Asc] {
         let whole = logs(store, LogQuery { order, ..all() });
         let mut paged = Vec::new();
@@ -405,23 +175,23 @@ fn logs_paging(store: &dyn Store) {
         );
     }
     // A page within a filter and a time window.
+    let window = LogQuery {
+        agent: Some("web".into()),
+        from_ns: Some(at(20)),
+        order: Order::Asc,
+        ..all()
+    };
     let first = store
         .query_logs(&LogQuery {
-            agent: Some("web".into()),
-            from_ns: Some(at(20)),
             limit: 2,
-            order: Order::Asc,
-            ..all()
+            ..window.clone()
         })
         .expect("first page");
     let rest = store
         .query_logs(&LogQuery {
-            agent: Some("web".into()),
-            from_ns: Some(at(20)),
             limit: 100,
-            order: Order::Asc,
             cursor: first.next_cursor.clone(),
-            ..all()
+            ..window
         })
         .expect("rest");
     let mut both = first.logs.clone();
@@ -433,7 +203,7 @@ fn logs_paging(store: &dyn Store) {
         ..all()
     });
     assert!(
-        matches!(bad, Err(super::StorageError::BadQuery(_))),
+        matches!(bad, Err(crate::storage::StorageError::BadQuery(_))),
         "a bad cursor is a bad query: {bad:?}"
     );
 }
@@ -447,7 +217,18 @@ fn metric_query(name: &str) -> MetricQuery {
     }
 }
 
-fn metric_series(store: &dyn Store) {
+/// Agent `web`'s `host_cpu_usage_percent{cpu}` from `from` to `to` seconds.
+fn web_cpu(cpu: &str, from: i64, to: i64) -> MetricQuery {
+    MetricQuery {
+        agent: Some("web".into()),
+        labels: BTreeMap::from([("cpu".to_string(), cpu.to_string())]),
+        from_ns: at(from),
+        to_ns: at(to),
+        ..metric_query("host_cpu_usage_percent")
+    }
+}
+
+pub(super) fn metric_series(store: &dyn Store) {
     let series = store
         .query_metrics(&metric_query("host_cpu_usage_percent"))
         .expect("metrics");
@@ -469,13 +250,7 @@ fn metric_series(store: &dyn Store) {
 
     // Filters: agent, labels, time range (to exclusive).
     let filtered = store
-        .query_metrics(&MetricQuery {
-            agent: Some("web".into()),
-            labels: BTreeMap::from([("cpu".to_string(), "0".to_string())]),
-            from_ns: at(10),
-            to_ns: at(30),
-            ..metric_query("host_cpu_usage_percent")
-        })
+        .query_metrics(&web_cpu("0", 10, 30))
         .expect("filtered");
     assert_eq!(filtered.len(), 1);
     assert_eq!(
@@ -520,15 +295,11 @@ fn metric_series(store: &dyn Store) {
     );
 }
 
-fn metric_steps(store: &dyn Store) {
+pub(super) fn metric_steps(store: &dyn Store) {
     let series = store
         .query_metrics(&MetricQuery {
-            agent: Some("web".into()),
-            labels: BTreeMap::from([("cpu".to_string(), "total".to_string())]),
-            from_ns: at(5),
-            to_ns: at(65),
             step_ns: Some(20 * SEC),
-            ..metric_query("host_cpu_usage_percent")
+            ..web_cpu("total", 5, 65)
         })
         .expect("steps");
     assert_eq!(series.len(), 1);
@@ -542,7 +313,7 @@ fn metric_steps(store: &dyn Store) {
         ..metric_query("host_cpu_usage_percent")
     });
     assert!(
-        matches!(bad, Err(super::StorageError::BadQuery(_))),
+        matches!(bad, Err(crate::storage::StorageError::BadQuery(_))),
         "step 0: {bad:?}"
     );
     let empty = store
@@ -555,7 +326,7 @@ fn metric_steps(store: &dyn Store) {
     assert!(empty.is_empty());
 }
 
-fn flows(store: &dyn Store) {
+pub(super) fn flows(store: &dyn Store) {
     let query = |q: FlowQuery| store.query_flows(&q).expect("flows");
     let all = FlowQuery {
         limit: 100,
@@ -627,7 +398,7 @@ fn flows(store: &dyn Store) {
     assert_eq!(count(FlowQuery { limit: 1, ..all }), 1);
 }
 
-fn catalogue_and_inventory(store: &dyn Store, received: i64) {
+pub(super) fn catalogue_and_inventory(store: &dyn Store, received: i64) {
     assert_eq!(
         store.metric_names().expect("names"),
         [
