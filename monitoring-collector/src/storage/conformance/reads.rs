@@ -352,8 +352,7 @@ pub(crate) fn metric_steps_average_samples_per_bucket(store: &dyn Store) {
 }
 
 /// After [`metric_steps_average_samples_per_bucket`] on the same store: a range
-/// wider than an `i64` difference still buckets exactly. (The sqlite store fails
-/// this one: it computes the bucket as a REAL and errors; it does not call it.)
+/// wider than an `i64` difference still buckets exactly.
 pub(crate) fn metric_steps_over_the_whole_i64_range(store: &dyn Store) {
     let query = MetricQuery {
         name: "host_cpu_usage_percent".into(),

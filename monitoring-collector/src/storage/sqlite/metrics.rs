@@ -133,10 +133,20 @@ fn build_sql(query: &MetricQuery) -> (String, Vec<Value>) {
         ));
     }
     let sql = match query.step_ns {
-        Some(step) => {
-            let step = arg(Value::Integer(step));
+        Some(step_ns) => {
+            // floor((ts - from) / step) without computing ts - from, which overflows
+            // (and SQLite then turns it into a REAL) on ranges wider than an i64:
+            // with ts = qa*step + ra and from = qb*step + rb (0 <= r < step), it is
+            // qa - qb - (ra < rb). SQLite's / and % truncate toward zero, so a
+            // negative ts is brought to floor division first.
+            let step = arg(Value::Integer(step_ns));
+            let qb = arg(Value::Integer(query.from_ns.div_euclid(step_ns)));
+            let rb = arg(Value::Integer(query.from_ns.rem_euclid(step_ns)));
+            let neg = format!("(timestamp_ns % {step} < 0)");
             format!(
-                "SELECT agent_id, labels, max(kind), (timestamp_ns - {from}) / {step} AS bucket,
+                "SELECT agent_id, labels, max(kind),
+                        (timestamp_ns / {step} - {neg}) - {qb}
+                            - ((timestamp_ns % {step} + {neg} * {step}) < {rb}) AS bucket,
                         sum(value), count(value)
                  FROM metrics WHERE {filter} GROUP BY agent_id, labels, bucket"
             )
