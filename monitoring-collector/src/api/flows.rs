@@ -95,17 +95,8 @@ fn parse_query(params: &Params) -> Result<FlowQuery, AppError> {
             .number("protocol", 0, 255)?
             .map(|p| u8::try_from(p).unwrap_or(u8::MAX)),
     };
-    let from_ns = params.time("from")?;
-    let to_ns = params.time("to")?;
-    if let (Some(from), Some(to)) = (from_ns, to_ns)
-        && from >= to
-    {
-        return Err(AppError::BadRequest("`from` must be before `to`".into()));
-    }
-    let limit = params
-        .number("limit", 1, u64::MAX)?
-        .unwrap_or(DEFAULT_LIMIT)
-        .min(MAX_LIMIT);
+    let (from_ns, to_ns) = params.time_range()?;
+    let limit = params.limit(DEFAULT_LIMIT, MAX_LIMIT)?;
     Ok(FlowQuery {
         agent: params.one("agent").map(str::to_string),
         addr,
@@ -113,7 +104,7 @@ fn parse_query(params: &Params) -> Result<FlowQuery, AppError> {
         protocol,
         from_ns,
         to_ns,
-        limit: usize::try_from(limit).unwrap_or(usize::MAX),
+        limit,
     })
 }
 

@@ -72,17 +72,8 @@ pub(crate) fn parse_query(params: &Params) -> Result<LogQuery, AppError> {
             )));
         }
     };
-    let from_ns = params.time("from")?;
-    let to_ns = params.time("to")?;
-    if let (Some(from), Some(to)) = (from_ns, to_ns)
-        && from >= to
-    {
-        return Err(AppError::BadRequest("`from` must be before `to`".into()));
-    }
-    let limit = params
-        .number("limit", 1, u64::MAX)?
-        .unwrap_or(DEFAULT_LIMIT)
-        .min(MAX_LIMIT);
+    let (from_ns, to_ns) = params.time_range()?;
+    let limit = params.limit(DEFAULT_LIMIT, MAX_LIMIT)?;
     Ok(LogQuery {
         text: params.one("q").map(str::to_string),
         agent: params.one("agent").map(str::to_string),
@@ -90,7 +81,7 @@ pub(crate) fn parse_query(params: &Params) -> Result<LogQuery, AppError> {
         max_severity_code,
         from_ns,
         to_ns,
-        limit: usize::try_from(limit).unwrap_or(usize::MAX),
+        limit,
         cursor: params.one("cursor").map(str::to_string),
         order,
     })

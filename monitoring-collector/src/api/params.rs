@@ -87,4 +87,25 @@ impl Params {
             })
             .transpose()
     }
+
+    /// Optional `from` and `to` (RFC 3339 or Unix ms) in ns; `from` must come first.
+    pub(crate) fn time_range(&self) -> Result<(Option<i64>, Option<i64>), AppError> {
+        let from = self.time("from")?;
+        let to = self.time("to")?;
+        if let (Some(from), Some(to)) = (from, to)
+            && from >= to
+        {
+            return Err(AppError::BadRequest("`from` must be before `to`".into()));
+        }
+        Ok((from, to))
+    }
+
+    /// `limit`: `default` when absent, larger values clamped to `max`.
+    pub(crate) fn limit(&self, default: u64, max: u64) -> Result<usize, AppError> {
+        let limit = self
+            .number("limit", 1, u64::MAX)?
+            .unwrap_or(default)
+            .min(max);
+        Ok(usize::try_from(limit).unwrap_or(usize::MAX))
+    }
 }

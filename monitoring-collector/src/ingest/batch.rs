@@ -13,6 +13,7 @@ use monitoring_common::protocol::{Ack, FrameError, FrameHeader};
 
 use super::IngestState;
 use super::agents::{SharedLimiter, charge};
+use super::store_failures::StoreFailures;
 use crate::auth::AgentId;
 use crate::processor::{Job, Outcome, SubmitError};
 use crate::storage::CommitOutcome;
@@ -103,6 +104,26 @@ fn retry(
     reason: String,
 ) -> Ack {
     retry_after(state, stream_id, sequence, label, RETRY_AFTER_MS, reason)
+}
+
+/// Retry-later for a batch the store or a required sink could not take. Every
+/// batch fails while they do: `log` runs for the first failure and then once per
+/// interval with the count of those not logged (all are counted in the metrics),
+/// and the retry delay grows with the outage.
+fn retry_failed(
+    state: &IngestState,
+    failures: &StoreFailures,
+    (stream_id, sequence): (u64, u64),
+    label: &'static str,
+    reason: String,
+    log: impl FnOnce(u64, u32),
+) -> Ack {
+    let failure = failures.failure(Instant::now());
+    let retry_after_ms = u32::try_from(failure.retry_after.as_millis()).unwrap_or(u32::MAX);
+    if let Some(suppressed) = failure.log {
+        log(suppressed, retry_after_ms);
+    }
+    retry_after(state, stream_id, sequence, label, retry_after_ms, reason)
 }
 
 fn retry_after(
@@ -218,13 +239,13 @@ pub(crate) async fn handle(
             Ack::ok(stream_id, sequence)
         }
         Ok(Outcome::Rejected(error)) => reject(state, agent, &frame, &error),
-        Ok(Outcome::StoreFailed(error)) => {
-            // Every batch fails while the store does: one line per interval, with the
-            // count of those not logged (all are counted in the metrics), and a
-            // retry delay that grows with the outage.
-            let failure = state.store_failures.failure(Instant::now());
-            let retry_after_ms = u32::try_from(failure.retry_after.as_millis()).unwrap_or(u32::MAX);
-            if let Some(suppressed) = failure.log {
+        Ok(Outcome::StoreFailed(error)) => retry_failed(
+            state,
+            &state.store_failures,
+            (stream_id, sequence),
+            retry_reason::STORE,
+            format!("storage failed: {error}"),
+            |suppressed, retry_after_ms| {
                 tracing::warn!(
                     message = "Failed to commit batch; the agent will retry.",
                     %error,
@@ -234,44 +255,32 @@ pub(crate) async fn handle(
                     retry_after_ms,
                     suppressed,
                 );
-            }
-            retry_after(
-                state,
-                stream_id,
-                sequence,
-                retry_reason::STORE,
-                retry_after_ms,
-                format!("storage failed: {error}"),
-            )
-        }
+            },
+        ),
         Ok(Outcome::SinkFailed(stored, failure)) => {
             // The store has the batch; the resend will be a duplicate there and
             // written again to the required sinks.
             if stored == CommitOutcome::Committed {
                 state.metrics.batches_committed.inc();
             }
-            let throttled = state.sink_failures.failure(Instant::now());
-            let retry_after_ms =
-                u32::try_from(throttled.retry_after.as_millis()).unwrap_or(u32::MAX);
-            if let Some(suppressed) = throttled.log {
-                tracing::warn!(
-                    message = "Failed to write batch to a required sink; the agent will retry.",
-                    error = %failure.error,
-                    sink = %failure.sink,
-                    agent_id = %agent,
-                    stream_id,
-                    sequence,
-                    retry_after_ms,
-                    suppressed,
-                );
-            }
-            retry_after(
+            retry_failed(
                 state,
-                stream_id,
-                sequence,
+                &state.sink_failures,
+                (stream_id, sequence),
                 retry_reason::SINK,
-                retry_after_ms,
                 format!("required {failure}"),
+                |suppressed, retry_after_ms| {
+                    tracing::warn!(
+                        message = "Failed to write batch to a required sink; the agent will retry.",
+                        error = %failure.error,
+                        sink = %failure.sink,
+                        agent_id = %agent,
+                        stream_id,
+                        sequence,
+                        retry_after_ms,
+                        suppressed,
+                    );
+                },
             )
         }
         Err(_) => retry(
