@@ -27,6 +27,10 @@ pub struct StorageConfig {
     /// clickhouse: the HTTP interface with the database,
     /// `http://user:password@host:8123/?database=monitoring`. No default.
     pub url: Option<String>,
+    /// postgres: PEM file of the CA certificate(s) that the server's certificate
+    /// must chain to when TLS is used (`sslmode=prefer` or `require` in `url`);
+    /// the host name is checked too. Default: none (the system's root certificates).
+    pub tls_ca: Option<PathBuf>,
     /// Days of data kept, by day; older partitions (sqlite day files, postgres and
     /// clickhouse daily partitions) are dropped at start and hourly. `0` keeps
     /// everything. Default 7.
@@ -78,6 +82,7 @@ impl Default for StorageConfig {
             backend: StorageBackend::Sqlite,
             path: sqlite.path,
             url: None,
+            tls_ca: None,
             retention_days: sqlite.retention_days,
             busy_timeout_ms: sqlite.busy_timeout_ms,
             read_pool_size: sqlite.read_pool_size,
@@ -151,6 +156,12 @@ impl StorageConfig {
                 StorageBackend::Sqlite => {}
             }
         }
+        if self.tls_ca.is_some() && self.backend != StorageBackend::Postgres {
+            problems.push(Problem::new(
+                "storage.tls_ca",
+                format!("applies to backend postgres only, not {backend}"),
+            ));
+        }
         if !self.text_index && self.backend != StorageBackend::Postgres {
             problems.push(Problem::new(
                 "storage.text_index",
@@ -165,5 +176,49 @@ impl StorageConfig {
         }
         problems.extend(super::sinks::config::validate_all(&self.sinks));
         problems
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> StorageConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn tls_ca_is_read_for_postgres_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["ca.test".to_owned()]).unwrap();
+        std::fs::write(&ca, params.self_signed(&key).unwrap().pem()).unwrap();
+        let postgres = parse(&format!(
+            "backend = \"postgres\"\nurl = \"postgres://u@h/db?sslmode=require\"\ntls_ca = {:?}",
+            ca.display().to_string()
+        ));
+        assert_eq!(postgres.tls_ca.as_deref(), Some(ca.as_path()));
+        assert!(postgres.validate().is_empty(), "{:?}", postgres.validate());
+
+        let missing = StorageConfig {
+            tls_ca: Some(dir.path().join("missing.pem")),
+            ..postgres.clone()
+        };
+        let keys: Vec<String> = missing.validate().into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["storage.tls_ca"]);
+
+        let sqlite = StorageConfig {
+            tls_ca: Some(ca),
+            ..StorageConfig::default()
+        };
+        let problems = sqlite.validate();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "storage.tls_ca");
+        assert!(
+            problems[0].message.contains("postgres only"),
+            "{problems:?}"
+        );
     }
 }

@@ -1,11 +1,12 @@
 //! Settings of the PostgreSQL store, taken from the `[storage]` keys beside
 //! `backend = "postgres"`, and the connection settings derived from them.
 
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 use monitoring_common::config::Problem;
-use postgres::config::{Host, SslMode};
+use postgres::config::{ChannelBinding, Host};
 
 use super::error::PgError;
 use crate::storage::config::StorageConfig;
@@ -18,8 +19,13 @@ const MAX_RETENTION_DAYS: u32 = 36_500;
 #[derive(Clone, PartialEq, Eq)]
 pub struct PostgresConfig {
     /// `storage.url`: a libpq-style URL or key=value string,
-    /// `postgres://user:password@host:port/database`. No default.
+    /// `postgres://user:password@host:port/database`; its `sslmode` (`disable`,
+    /// `prefer` (default), `require`) says whether TLS is used. No default.
     pub url: String,
+    /// `storage.tls_ca`: PEM file of the CA certificate(s) the server's certificate
+    /// must chain to when TLS is used. Default: none (the system's root
+    /// certificates).
+    pub tls_ca: Option<PathBuf>,
     /// `storage.retention_days`: days of data kept, counted by the UTC day a batch
     /// was received; a day's partitions are dropped once all of that day is older
     /// than this. `0` keeps everything. Default 7.
@@ -44,6 +50,7 @@ impl std::fmt::Debug for PostgresConfig {
         };
         f.debug_struct("PostgresConfig")
             .field("url", &target)
+            .field("tls_ca", &self.tls_ca)
             .field("retention_days", &self.retention_days)
             .field("pool_size", &self.pool_size)
             .field("timeout_ms", &self.timeout_ms)
@@ -57,6 +64,7 @@ impl PostgresConfig {
     pub fn from_storage(storage: &StorageConfig) -> PostgresConfig {
         PostgresConfig {
             url: storage.url.clone().unwrap_or_default(),
+            tls_ca: storage.tls_ca.clone(),
             retention_days: storage.retention_days,
             pool_size: storage.read_pool_size,
             timeout_ms: storage.timeout_ms,
@@ -79,15 +87,21 @@ impl PostgresConfig {
                     "storage.url",
                     format!("is not a PostgreSQL URL: {}", super::error::chain(&error)),
                 )),
-                Ok(config) if config.get_ssl_mode() == SslMode::Require => {
+                // The server's certificate is verified instead (see `tls`).
+                Ok(config) if config.get_channel_binding() == ChannelBinding::Require => {
                     problems.push(Problem::new(
                         "storage.url",
-                        "asks for sslmode=require, but this build connects without TLS \
-                         (use sslmode=disable or prefer, over a private network or a TLS tunnel)",
+                        "asks for channel_binding=require, which this client does not support \
+                         (the server's certificate is verified instead; use sslmode=require)",
                     ));
                 }
                 Ok(_) => {}
             }
+        }
+        if let Some(path) = &self.tls_ca
+            && let Err(error) = crate::tls::load_certs("storage.tls_ca", path)
+        {
+            problems.push(Problem::new("storage.tls_ca", error.to_string()));
         }
         if self.retention_days > MAX_RETENTION_DAYS {
             problems.push(Problem::new(
@@ -176,6 +190,7 @@ mod tests {
     fn config(url: &str) -> PostgresConfig {
         PostgresConfig {
             url: url.into(),
+            tls_ca: None,
             retention_days: 7,
             pool_size: 4,
             timeout_ms: 10_000,
@@ -198,6 +213,7 @@ mod tests {
     fn reports_every_problem_and_never_the_password() {
         let c = PostgresConfig {
             url: "postgres://u:s3cret@h:notaport/db".into(),
+            tls_ca: Some("/nonexistent/ca.pem".into()),
             retention_days: 100_000,
             pool_size: 0,
             timeout_ms: 0,
@@ -209,6 +225,7 @@ mod tests {
             keys,
             [
                 "storage.url",
+                "storage.tls_ca",
                 "storage.retention_days",
                 "storage.read_pool_size",
                 "storage.timeout_ms"
@@ -217,8 +234,34 @@ mod tests {
         let text = format!("{problems:?} {c:?}");
         assert!(!text.contains("s3cret"), "{text}");
         assert_eq!(config("").validate()[0].key, "storage.url");
-        let tls = config("postgres://u@h/db?sslmode=require").validate();
-        assert!(tls[0].message.contains("without TLS"), "{tls:?}");
+        assert!(
+            config("postgres://u@h/db?sslmode=require")
+                .validate()
+                .is_empty()
+        );
+        let binding = config("postgres://u@h/db?channel_binding=require").validate();
+        assert!(
+            binding[0].message.contains("channel_binding"),
+            "{binding:?}"
+        );
+    }
+
+    #[test]
+    fn tls_ca_must_hold_a_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let c = PostgresConfig {
+            tls_ca: Some(empty),
+            ..config("postgres://u@h/db?sslmode=require")
+        };
+        let problems = c.validate();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "storage.tls_ca");
+        assert!(
+            problems[0].message.contains("no CERTIFICATE"),
+            "{problems:?}"
+        );
     }
 
     #[test]

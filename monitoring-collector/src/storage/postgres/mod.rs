@@ -11,6 +11,7 @@
 //!
 //! - `config`: the `[storage]` keys it reads ([`PostgresConfig`]);
 //! - `pool`: connections, their session settings, reconnection;
+//! - `tls`: TLS to the server (rustls), as the URL's `sslmode` asks;
 //! - `schema` / `partition`: tables, indexes, daily partitions and retention;
 //! - `write`: the commit path (binary `COPY`) and deduplication;
 //! - `query` / `metrics` / `flows`: log search with cursors, metric series, flows;
@@ -26,6 +27,7 @@ mod partition;
 mod pool;
 mod query;
 mod schema;
+mod tls;
 mod values;
 mod write;
 
@@ -97,7 +99,18 @@ impl PostgresStore {
         let (client_config, target) = config
             .client_config()
             .map_err(doing("reading storage.url"))?;
-        let pool = Pool::new(client_config, target, config.pool_size, config.timeout());
+        let tls =
+            tls::PgTls::new(config.tls_ca.as_deref()).map_err(|source| StorageError::Database {
+                context: "setting up TLS to PostgreSQL",
+                source: Box::new(source),
+            })?;
+        let pool = Pool::new(
+            client_config,
+            target,
+            tls,
+            config.pool_size,
+            config.timeout(),
+        );
         let (schema, partitions) = pool
             .run(|conn| {
                 let schema = schema::create(&mut conn.client, config.text_index)?;

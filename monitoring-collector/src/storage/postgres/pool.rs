@@ -18,9 +18,10 @@ use std::collections::HashMap;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use postgres::{Client, NoTls, Statement};
+use postgres::{Client, Statement};
 
 use super::error::{PgError, is_broken};
+use super::tls::PgTls;
 
 /// Prepared statements kept per connection; the cache is cleared when full (the
 /// log search builds a few dozen distinct texts at most).
@@ -58,6 +59,8 @@ struct State {
 pub(crate) struct Pool {
     config: postgres::Config,
     target: String,
+    /// TLS, used as the URL's `sslmode` asks.
+    tls: PgTls,
     /// Run on every new connection: the session's timeouts and durability.
     session: String,
     size: usize,
@@ -72,11 +75,12 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 impl Pool {
-    /// A pool of at most `size` connections made with `config`; `target` names the
+    /// A pool of at most `size` connections made with `config` and `tls`; `target` names the
     /// server in errors. Opens no connection yet.
     pub(crate) fn new(
         config: postgres::Config,
         target: String,
+        tls: PgTls,
         size: usize,
         timeout: Duration,
     ) -> Pool {
@@ -91,6 +95,7 @@ impl Pool {
         Pool {
             config,
             target,
+            tls,
             session,
             size: size.max(1),
             timeout,
@@ -116,7 +121,7 @@ impl Pool {
     }
 
     fn connect(&self) -> Result<Conn, postgres::Error> {
-        let mut client = self.config.connect(NoTls)?;
+        let mut client = self.config.connect(self.tls.clone())?;
         client.batch_execute(&self.session)?;
         Ok(Conn {
             client,

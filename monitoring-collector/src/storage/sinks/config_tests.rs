@@ -94,10 +94,12 @@ kinds = ["log", "flow"]
 fn store_sinks_parse_and_their_urls_are_checked_without_being_repeated() {
     parse("[[storage.sinks]]\ntype = \"postgres\"\nurl = \"postgres://u@h/db\"\n")
         .expect("postgres");
+    parse("[[storage.sinks]]\ntype = \"postgres\"\nurl = \"postgres://u@h/db?sslmode=require\"\n")
+        .expect("postgres over TLS");
     parse("[[storage.sinks]]\ntype = \"clickhouse\"\nurl = \"http://h:8123/?database=m\"\n")
         .expect("clickhouse");
     for (kind, url) in [
-        ("postgres", "postgres://u:secret@h/db?sslmode=require"),
+        ("postgres", "postgres://u:secret@h/db?sslmode=verify-full"),
         ("clickhouse", "ftp://u:secret@h/"),
     ] {
         let got = problems(&format!(

@@ -186,6 +186,7 @@ fn an_absent_server_fails_fast_and_the_error_hides_the_password() {
     drop(listener);
     let config = PostgresConfig {
         url: format!("postgres://collector:s3cret-pw@127.0.0.1:{port}/monitoring"),
+        tls_ca: None,
         retention_days: 7,
         pool_size: 2,
         timeout_ms: 2_000,

@@ -3,7 +3,8 @@
 //! here and dropped at the end: `write` for commits, deduplication, partitions,
 //! retention and the inventory; `read` for searches, paging, metric series and
 //! flows; `faults` for concurrent collectors and lost connections; `conformance`
-//! for the suite every store passes. The checks every store shares live in
+//! for the suite every store passes; `tls` for TLS to a private server with
+//! `ssl=on` (`private_server`). The checks every store shares live in
 //! `storage::conformance`; `read` and `write` call them and add what is particular
 //! to PostgreSQL.
 //!
@@ -21,7 +22,9 @@ use crate::storage::{LogQuery, Store};
 
 mod conformance;
 mod faults;
+mod private_server;
 mod read;
+mod tls;
 mod write;
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:55432/postgres";
@@ -102,6 +105,7 @@ impl TestDb {
     pub(super) fn config(&self) -> PostgresConfig {
         PostgresConfig {
             url: self.url.clone(),
+            tls_ca: None,
             retention_days: 7,
             pool_size: 4,
             timeout_ms: 10_000,
