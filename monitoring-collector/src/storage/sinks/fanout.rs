@@ -64,6 +64,25 @@ impl SinkMetrics {
             write_seconds: metrics.sink_write_seconds.get_or_create(&sink()).clone(),
         }
     }
+
+    /// One attempt at writing `batches` (`events` events) to `sink`: timed, its
+    /// events counted as written on success, the error counted on failure.
+    pub(super) fn write(
+        &self,
+        sink: &dyn Sink,
+        batches: &[Arc<IngestBatch>],
+        events: u64,
+    ) -> Result<(), SinkError> {
+        let started = Instant::now();
+        let result = sink.write(batches);
+        self.write_seconds.observe(started.elapsed().as_secs_f64());
+        let counter = match &result {
+            Ok(()) => (&self.written, events),
+            Err(_) => (&self.errors, 1),
+        };
+        counter.0.inc_by(counter.1);
+        result
+    }
 }
 
 /// Retry timing of a sink.
@@ -116,19 +135,9 @@ impl Required {
         let mut delay = self.retry.initial;
         let mut attempt = 1;
         loop {
-            let started = Instant::now();
-            let result = self.sink.write(batches);
-            self.metrics
-                .write_seconds
-                .observe(started.elapsed().as_secs_f64());
-            let error = match result {
-                Ok(()) => {
-                    self.metrics.written.inc_by(events);
-                    return Ok(());
-                }
-                Err(error) => error,
+            let Err(error) = self.metrics.write(self.sink.as_ref(), batches, events) else {
+                return Ok(());
             };
-            self.metrics.errors.inc();
             if !error.is_retryable() {
                 self.metrics.dropped_rejected.inc_by(events);
                 if let Some(suppressed) = self.rejections.failure(Instant::now()).log {

@@ -253,14 +253,8 @@ impl Worker {
     fn write(&self, batches: &[Arc<IngestBatch>], events: u64) -> bool {
         let mut delay = self.retry.initial;
         loop {
-            let started = Instant::now();
-            let result = self.sink.write(batches);
-            self.metrics
-                .write_seconds
-                .observe(started.elapsed().as_secs_f64());
-            let error = match result {
+            let error = match self.metrics.write(self.sink.as_ref(), batches, events) {
                 Ok(()) => {
-                    self.metrics.written.inc_by(events);
                     if let Some(r) = self.failures.success(Instant::now()) {
                         tracing::info!(
                             message = "Best-effort sink writes succeed again.",
@@ -273,7 +267,6 @@ impl Worker {
                 }
                 Err(error) => error,
             };
-            self.metrics.errors.inc();
             if !error.is_retryable() {
                 self.metrics.dropped_rejected.inc_by(events);
                 if let Some(suppressed) = self.rejections.failure(Instant::now()).log {

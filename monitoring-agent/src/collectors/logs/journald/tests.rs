@@ -399,10 +399,22 @@ set +e
 kill $jpid; wait $jpid
 exit $rc"#;
 
-/// Runs [`live_journal`] in a private mount namespace beside a journald of its own
-/// (none runs on the test machines): it needs root, or unprivileged user namespaces.
+/// Set in the copy of this test that runs inside the private namespace.
+const INSIDE_PRIVATE_JOURNALD: &str = "MONITORING_TEST_INSIDE_PRIVATE_JOURNALD";
+
+/// Reads the live system journal. No journald runs on the test machines, so the test
+/// runs itself again in a private mount namespace beside a journald of its own
+/// (which needs root, or unprivileged user namespaces), and there does the reading.
 #[test]
 fn reads_a_live_journald() {
+    if std::env::var_os(INSIDE_PRIVATE_JOURNALD).is_some() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        return runtime.block_on(live_journal());
+    }
     let exe = std::env::current_exe().unwrap();
     let out = std::process::Command::new("unshare")
         .args([
@@ -417,11 +429,11 @@ fn reads_a_live_journald() {
         .arg(exe)
         .args([
             "--exact",
-            "collectors::logs::journald::tests::live_journal",
-            "--ignored",
+            "collectors::logs::journald::tests::reads_a_live_journald",
             "--nocapture",
             "--test-threads=1",
         ])
+        .env(INSIDE_PRIVATE_JOURNALD, "1")
         .output()
         .expect("cannot run unshare(1) (package util-linux)");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -435,8 +447,6 @@ fn reads_a_live_journald() {
 
 /// Writes two entries to the running journald with `systemd-cat` and `logger`
 /// under a unique identifier, then reads them back from the system journal.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "run by reads_a_live_journald beside a private systemd-journald"]
 async fn live_journal() {
     assert!(
         Path::new("/run/systemd/journal/socket").exists(),
