@@ -14,7 +14,8 @@
 //! - [`telemetry`]: the collector's own metrics, defined in one place;
 //! - [`tls`]: TLS and mutual TLS on the ingest listener;
 //! - [`certs`]: development certificates (`monitoring-collector certs`);
-//! - [`config`]: the TOML configuration.
+//! - [`config`]: the TOML configuration;
+//! - [`nofile`]: the open-file limit, raised at start for many agent connections.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), monitoring_collector::RunError> {
@@ -29,6 +30,7 @@ pub mod auth;
 pub mod certs;
 pub mod config;
 pub mod ingest;
+pub mod nofile;
 pub mod processor;
 pub mod retention;
 pub mod server;

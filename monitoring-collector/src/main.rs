@@ -366,6 +366,8 @@ fn init_logging(format: LogFormat) {
 
 fn run(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
+    // Before the listeners and the store open anything: agents need one each.
+    monitoring_collector::nofile::raise_and_log(config.server.max_connections);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("collector")

@@ -303,3 +303,44 @@ async fn connections_over_the_limit_are_refused_with_503() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Regression (issue 7, the swarm benchmark): every connection held tungstenite's
+/// default 128 KiB read buffer, zero-filled on its first read, so 1,000 idle agents
+/// cost the collector 140 MiB. Frames far larger than the smaller buffer must still
+/// be read whole.
+#[tokio::test]
+async fn an_idle_connection_costs_little_memory_and_large_frames_still_pass() {
+    const CONNECTIONS: u64 = 200;
+    let collector = Collector::start().await;
+    // One-off allocations (store, workers) happen before the baseline.
+    let mut first = collector.connect("first").await;
+    let ack = round_trip(&mut first, log_frame(Codec::Lz4, 1, 1, &["warm".into()])).await;
+    assert_eq!(ack.status, AckStatus::Ok);
+    let before = collector.peak_rss();
+    let mut idle = Vec::new();
+    for i in 0..CONNECTIONS {
+        let mut socket = collector.connect(&format!("idle-{i}")).await;
+        // A ping makes the collector read from the connection, which is when the
+        // old buffer became resident.
+        socket
+            .send(Message::Ping(b"hi".to_vec().into()))
+            .await
+            .unwrap();
+        let pong = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .unwrap();
+        assert!(matches!(pong, Some(Ok(Message::Pong(_)))), "{pong:?}");
+        idle.push(socket);
+    }
+    let per_connection = collector.peak_rss().saturating_sub(before) / CONNECTIONS;
+    println!("collector peak RSS growth per idle connection: {per_connection} bytes");
+    assert!(
+        per_connection < 64 * 1024,
+        "{per_connection} bytes per idle connection"
+    );
+
+    // 1 MiB uncompressed, 64 times the read buffer.
+    let big = log_frame(Codec::None, 2, 1, &["z".repeat(1 << 20)]);
+    let ack = round_trip(&mut first, big).await;
+    assert_eq!(ack.status, AckStatus::Ok, "{ack:?}");
+}

@@ -62,6 +62,9 @@ pub enum StorageBackend {
     Postgres,
     /// ClickHouse over its HTTP interface: MergeTree tables partitioned by day.
     Clickhouse,
+    /// No primary store: batches go only to `[[storage.sinks]]` (see
+    /// [`super::none`]).
+    None,
 }
 
 impl StorageBackend {
@@ -71,6 +74,7 @@ impl StorageBackend {
             StorageBackend::Sqlite => "sqlite",
             StorageBackend::Postgres => "postgres",
             StorageBackend::Clickhouse => "clickhouse",
+            StorageBackend::None => "none",
         }
     }
 }
@@ -141,6 +145,23 @@ impl StorageConfig {
                 }
                 p
             }
+            StorageBackend::None => {
+                let mut p = Vec::new();
+                if !self.sinks.iter().any(|s| s.required) {
+                    p.push(Problem::new(
+                        "storage.backend",
+                        "\"none\" keeps nothing itself: add a [[storage.sinks]] with \
+                         required = true, so that an acknowledgement means a sink has the batch",
+                    ));
+                }
+                if self.url.is_some() {
+                    p.push(Problem::new(
+                        "storage.url",
+                        "does not apply to backend none",
+                    ));
+                }
+                p
+            }
         };
         if let Some(url) = self.url.as_deref().filter(|u| !u.is_empty()) {
             // The messages never repeat the URL, which may hold a password.
@@ -153,7 +174,7 @@ impl StorageConfig {
                 StorageBackend::Postgres => {
                     problems.extend(super::postgres::PostgresConfig::from_storage(self).validate());
                 }
-                StorageBackend::Sqlite => {}
+                StorageBackend::Sqlite | StorageBackend::None => {}
             }
         }
         if self.tls_ca.is_some() && self.backend != StorageBackend::Postgres {
@@ -220,5 +241,29 @@ mod tests {
             problems[0].message.contains("postgres only"),
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn backend_none_needs_a_required_sink() {
+        let alone = parse("backend = \"none\"");
+        let problems = alone.validate();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "storage.backend");
+        assert!(
+            problems[0].message.contains("required = true"),
+            "{problems:?}"
+        );
+
+        let best_effort = parse("backend = \"none\"\n[[sinks]]\ntype = \"blackhole\"\n");
+        assert_eq!(best_effort.validate().len(), 1);
+
+        let forwarding =
+            parse("backend = \"none\"\n[[sinks]]\ntype = \"blackhole\"\nrequired = true\n");
+        assert!(
+            forwarding.validate().is_empty(),
+            "{:?}",
+            forwarding.validate()
+        );
+        assert_eq!(forwarding.backend.as_str(), "none");
     }
 }

@@ -13,6 +13,7 @@ pub mod config;
 pub(crate) mod conformance;
 mod in_flight;
 pub mod inventory;
+pub mod none;
 pub mod postgres;
 pub mod sinks;
 pub mod sqlite;
@@ -282,5 +283,6 @@ pub fn open(config: &config::StorageConfig) -> Result<Arc<dyn Store>, StorageErr
         StorageBackend::Postgres => Ok(Arc::new(postgres::PostgresStore::open(
             &postgres::PostgresConfig::from_storage(config),
         )?)),
+        StorageBackend::None => Ok(Arc::new(none::NoStore::default())),
     }
 }

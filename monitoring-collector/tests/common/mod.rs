@@ -162,6 +162,11 @@ impl Collector {
         std::fs::read_to_string(self.dir.path().join("collector.stdout")).unwrap_or_default()
     }
 
+    /// The collector's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
     /// The collector's peak resident memory so far (VmHWM), in bytes.
     pub fn peak_rss(&self) -> u64 {
         let pid = self.child.as_ref().unwrap().id();

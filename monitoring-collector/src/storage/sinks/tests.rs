@@ -270,3 +270,28 @@ fn best_effort_sinks_get_only_batches_committed_now() {
     assert_eq!(hole.events(), 2, "one log line of each batch committed now");
     assert_eq!(counter(&metrics, "blackhole"), (2, 0));
 }
+
+#[test]
+fn the_blackhole_checksum_ignores_order_and_sees_a_lost_or_repeated_line() {
+    let expected = (0..4u64)
+        .map(|seq| xxhash_rust::xxh3::xxh3_64(format!("seq={seq:08}").as_bytes()))
+        .fold(0u64, u64::wrapping_add);
+    let forward = BlackholeSink::default();
+    forward.write(&[batch(0), batch(1)]).unwrap();
+    forward.write(&[batch(2), batch(3)]).unwrap();
+    let backward = BlackholeSink::default();
+    backward
+        .write(&[batch(3), batch(1), batch(2), batch(0)])
+        .unwrap();
+    assert_eq!(forward.log_checksum(), expected);
+    assert_eq!(backward.log_checksum(), expected);
+    assert_eq!(forward.events(), 8);
+
+    // One line lost and another repeated: same count, different checksum.
+    let wrong = BlackholeSink::default();
+    wrong
+        .write(&[batch(0), batch(1), batch(2), batch(2)])
+        .unwrap();
+    assert_eq!(wrong.events(), 8);
+    assert_ne!(wrong.log_checksum(), expected);
+}
