@@ -228,6 +228,7 @@ pub async fn run_reloadable(
         },
         batch_tx,
         telemetry.batcher.clone(),
+        status.delivery_idle(),
     )));
     let mut transport_task = Some(tokio::spawn(transport::run(
         TransportConfig {

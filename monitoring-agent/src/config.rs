@@ -80,8 +80,9 @@ impl Default for AgentSection {
 pub struct BufferConfig {
     /// Capacity of the ring buffer, in events. Default `10000`.
     pub max_events: usize,
-    /// Longest a batch stays open after its first event, in milliseconds.
-    /// Default `1000`.
+    /// Longest a batch stays open after its first event, in milliseconds, while
+    /// earlier batches await acknowledgement (with nothing in flight a batch is
+    /// sent at once). Default `1000`.
     pub flush_interval_ms: u64,
     /// Most events in one batch. Default `1000`.
     pub max_batch_events: usize,

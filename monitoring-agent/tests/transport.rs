@@ -238,7 +238,7 @@ async fn batches_flush_by_bytes() {
 }
 
 #[tokio::test]
-async fn batches_flush_by_time_from_the_first_event() {
+async fn with_nothing_in_flight_a_line_goes_at_once_then_batches_flush_by_time() {
     let mut collector = TestCollector::start().await;
     let p = start(
         collector.url(),
@@ -249,6 +249,17 @@ async fn batches_flush_by_time_from_the_first_event() {
         },
     );
     collector.next_connection(5).await;
+    // Delivery is idle: the first line does not wait for the interval.
+    let started = Instant::now();
+    p.send_log("first").await;
+    let first = collector.next_frame(5).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "an idle agent held a line for {:?}",
+        started.elapsed()
+    );
+    assert_eq!(first.messages(), vec!["first"]);
+    // It stays unacknowledged: the next lines fill a batch until the interval.
     let started = Instant::now();
     for i in 0..3 {
         p.send_log(&format!("t{i}")).await;
@@ -261,6 +272,7 @@ async fn batches_flush_by_time_from_the_first_event() {
     );
     assert!(waited < Duration::from_secs(3), "flushed after {waited:?}");
     assert_eq!(f.messages(), vec!["t0", "t1", "t2"]);
+    first.ok();
     f.ok();
     p.finish().await;
 }

@@ -21,6 +21,8 @@ use super::tls::{self, TlsClientConfig, TlsError};
 /// The connection type the transport speaks over.
 pub type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// Bytes read from the socket at a time.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// Largest message the agent accepts from the collector. Acknowledgements are at most
 /// 26 bytes plus a reason of at most 64 KiB.
 const MAX_INCOMING_MESSAGE: usize = 128 * 1024;
@@ -146,7 +148,11 @@ pub async fn connect(endpoint: &Endpoint) -> Result<WsStream, ConnectError> {
         value.set_sensitive(true);
         request.headers_mut().insert(AUTHORIZATION, value);
     }
+    // The collector only sends acknowledgements (tens of bytes): a small read buffer,
+    // not tungstenite's 128 KiB, which is zero-filled and so resident from the first
+    // read on (the idle agent's memory is one of the targets in BENCHMARKS.md).
     let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(Some(MAX_INCOMING_MESSAGE))
         .max_frame_size(Some(MAX_INCOMING_MESSAGE));
     let secure = request.uri().scheme_str() == Some("wss");

@@ -47,7 +47,7 @@ use failover::{Leave, Rotation, Target};
 use retry_log::RetryLog;
 use window::Window;
 
-use crate::pipeline::Batch;
+use crate::pipeline::{Batch, DeliveryIdle};
 use crate::telemetry::TransportMetrics;
 
 /// First reconnect delay ceiling; doubles per failed attempt.
@@ -82,6 +82,7 @@ pub struct TransportStatus {
     last_ack_unix_ms: AtomicI64,
     in_flight: AtomicUsize,
     endpoint: Mutex<Option<String>>,
+    idle: Arc<DeliveryIdle>,
 }
 
 impl TransportStatus {
@@ -105,6 +106,11 @@ impl TransportStatus {
     /// Batches sent and not yet finished.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Connected with nothing unacknowledged: the batcher's cue to send at once.
+    pub fn delivery_idle(&self) -> Arc<DeliveryIdle> {
+        self.idle.clone()
     }
 }
 
@@ -367,6 +373,9 @@ impl Transport {
         self.status
             .connected
             .store(index.is_some(), Ordering::Relaxed);
+        self.status
+            .idle
+            .set(index.is_some() && self.window.is_empty());
         self.metrics.connected.set(i64::from(index.is_some()));
         let mut url = None;
         for (i, t) in self.targets.iter().enumerate() {

@@ -114,6 +114,9 @@ impl Transport {
     fn update_in_flight(&self) {
         let n = self.window.len();
         self.status.in_flight.store(n, Ordering::Relaxed);
+        self.status
+            .idle
+            .set(n == 0 && self.status.connected.load(Ordering::Relaxed));
         self.metrics
             .in_flight_batches
             .set(i64::try_from(n).unwrap_or(i64::MAX));

@@ -73,6 +73,7 @@ pub fn start_many(urls: Vec<String>, o: Options) -> Pipeline {
         },
         tx,
         telemetry.batcher.clone(),
+        status.delivery_idle(),
     ));
     let transport = tokio::spawn(transport::run(
         TransportConfig {

@@ -5,8 +5,10 @@
 //! holds decoded events and the envelope (with its event) is freed at once. A batch is
 //! closed by whichever comes first: `max_batch_events` events, `max_batch_bytes`
 //! uncompressed bytes (an event that would cross the limit starts the next batch; an
-//! event larger than the limit travels alone), or `flush_interval` after the batch's
-//! first event. Closing the buffer flushes what is left.
+//! event larger than the limit travels alone), `flush_interval` after the batch's
+//! first event, or as soon as delivery is idle ([`DeliveryIdle`]: connected, nothing
+//! unacknowledged), so that a quiet agent's lines do not wait out the interval.
+//! Closing the buffer flushes what is left.
 //!
 //! Each batch records its ack marks: for every [`SourceProgress`] with events in it,
 //! the largest position of those events. The transport applies them once the batch,
@@ -27,7 +29,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Bytes;
 use tracing::debug;
 
-use super::{Envelope, SourceCounts, SourceProgress};
+use super::{DeliveryIdle, Envelope, SourceCounts, SourceProgress};
 use crate::buffer::RingBuffer;
 use crate::telemetry::BatcherMetrics;
 
@@ -83,6 +85,7 @@ enum FlushReason {
     Events,
     Bytes,
     Interval,
+    Idle,
     Shutdown,
 }
 
@@ -92,6 +95,7 @@ impl FlushReason {
             FlushReason::Events => "events",
             FlushReason::Bytes => "bytes",
             FlushReason::Interval => "interval",
+            FlushReason::Idle => "idle",
             FlushReason::Shutdown => "shutdown",
         }
     }
@@ -233,6 +237,7 @@ pub async fn run(
     config: BatcherConfig,
     output: mpsc::Sender<Batch>,
     metrics: BatcherMetrics,
+    idle: Arc<DeliveryIdle>,
 ) {
     let config = BatcherConfig {
         max_batch_events: config.max_batch_events.clamp(1, u32::MAX as usize),
@@ -243,6 +248,7 @@ pub async fn run(
         FlushReason::Events,
         FlushReason::Bytes,
         FlushReason::Interval,
+        FlushReason::Idle,
         FlushReason::Shutdown,
     ] {
         metrics
@@ -269,6 +275,7 @@ pub async fn run(
             Some(deadline) => tokio::select! {
                 r = buffer.recv_many(&mut chunk, want) => r,
                 () = tokio::time::sleep_until(deadline) => Some(0),
+                () = idle.wait() => Some(0),
             },
             None => buffer.recv_many(&mut chunk, want).await,
         };
@@ -291,6 +298,12 @@ pub async fn run(
         }
         if open.deadline.is_some_and(|d| d <= Instant::now()) {
             closed.push((open.take(), FlushReason::Interval));
+        } else if !open.is_empty() && idle.is_idle() {
+            closed.push((open.take(), FlushReason::Idle));
+        }
+        if !closed.is_empty() {
+            // Until the transport has acknowledged these, the next batch fills up.
+            idle.set(false);
         }
         for (batch, reason) in closed.drain(..) {
             if open.emit(batch, reason, &output).await.is_err() {

@@ -29,10 +29,21 @@ fn start(
     mpsc::Receiver<Batch>,
     tokio::task::JoinHandle<()>,
 ) {
+    start_with(config, Arc::new(DeliveryIdle::default()))
+}
+
+fn start_with(
+    config: BatcherConfig,
+    idle: Arc<DeliveryIdle>,
+) -> (
+    RingBuffer,
+    mpsc::Receiver<Batch>,
+    tokio::task::JoinHandle<()>,
+) {
     let t = Telemetry::new();
     let buffer = RingBuffer::new(10_000, WhenFull::Block, t.buffer.clone());
     let (tx, rx) = mpsc::channel(64);
-    let task = tokio::spawn(run(buffer.clone(), config, tx, t.batcher.clone()));
+    let task = tokio::spawn(run(buffer.clone(), config, tx, t.batcher.clone(), idle));
     (buffer, rx, task)
 }
 
@@ -227,4 +238,38 @@ async fn each_batch_counts_its_events_per_source() {
     }
     // (file, host) per batch: F H | F H | H F | F.
     assert_eq!(got, vec![(1, 1), (1, 1), (1, 1), (1, 0)]);
+}
+
+#[tokio::test]
+async fn an_idle_transport_gets_a_part_filled_batch_at_once_and_then_batches_fill() {
+    let idle = Arc::new(DeliveryIdle::default());
+    idle.set(true);
+    // An interval of a minute: only idleness can close these batches.
+    let (buffer, mut rx, task) = start_with(config(1000, 1 << 20, 60_000), idle.clone());
+    buffer.send(log(0)).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("sent at once, not after the interval")
+        .unwrap();
+    assert_eq!(messages(&first), ["line 0"]);
+    assert!(
+        !idle.is_idle(),
+        "the batcher clears the flag when it hands a batch over"
+    );
+
+    // Nothing is acknowledged yet: these wait in the open batch.
+    for i in 1..4 {
+        buffer.send(log(i)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(rx.try_recv().is_err(), "no batch while one is in flight");
+    // The acknowledgement makes delivery idle again: all three go together.
+    idle.set(true);
+    let second = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("sent when idle again")
+        .unwrap();
+    assert_eq!(messages(&second), ["line 1", "line 2", "line 3"]);
+    buffer.close();
+    task.await.unwrap();
 }

@@ -20,6 +20,10 @@
 pub mod config;
 pub mod metrics;
 
+// The criterion benchmarks' way in to the line splitting hot path; not an API.
+#[doc(hidden)]
+pub mod bench_support;
+
 mod checkpoints;
 mod discovery;
 mod fingerprint;

@@ -22,6 +22,18 @@ pub(super) struct Line<'a> {
     pub truncated: bool,
 }
 
+impl Line<'_> {
+    /// The text as an owned string, invalid UTF-8 replaced. Nearly every line is
+    /// valid, and `str::from_utf8` checks it several times faster than the lossy
+    /// scan, which only an invalid line then pays for.
+    pub fn to_text(&self) -> String {
+        match std::str::from_utf8(self.text) {
+            Ok(text) => text.to_owned(),
+            Err(_) => String::from_utf8_lossy(self.text).into_owned(),
+        }
+    }
+}
+
 /// Turns consecutive chunks of one file into lines, keeping the offsets exact.
 #[derive(Debug)]
 pub(super) struct LineSplitter {
@@ -248,6 +260,12 @@ mod tests {
     fn invalid_utf8_is_kept_lossily() {
         let (lines, _) = split(&[b"ok \xff\xfe bytes\n"], 100);
         assert_eq!(texts(&lines), vec!["ok \u{FFFD}\u{FFFD} bytes"]);
+        let mut s = LineSplitter::new(0, 100);
+        let mut owned = Vec::new();
+        s.feed(b"ok \xff bytes\nvalid \xc3\xa9\n", |l| {
+            owned.push(l.to_text())
+        });
+        assert_eq!(owned, vec!["ok \u{FFFD} bytes", "valid \u{e9}"]);
     }
 
     #[test]

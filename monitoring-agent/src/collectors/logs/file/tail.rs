@@ -344,12 +344,7 @@ impl Tail {
         if partial_due {
             let mut lines = Vec::new();
             self.splitter.flush(|line| {
-                lines.push((
-                    String::from_utf8_lossy(line.text).into_owned(),
-                    line.start,
-                    line.end,
-                    line.truncated,
-                ));
+                lines.push((line.to_text(), line.start, line.end, line.truncated));
             });
             for (text, start, end, truncated) in lines {
                 cx.metrics.partial_lines.inc();
@@ -367,18 +362,19 @@ impl Tail {
         }
     }
 
-    fn split_into(&mut self, chunk: &[u8], batch: &mut Vec<Envelope>, metrics: &FileMetrics) {
+    pub(super) fn split_into(
+        &mut self,
+        chunk: &[u8],
+        batch: &mut Vec<Envelope>,
+        metrics: &FileMetrics,
+    ) {
         // One read time for the whole chunk: the clock is not read per line.
         let at = (Instant::now(), now_ns());
         let mut truncated = 0;
         let mut lines = std::mem::take(&mut self.line_scratch);
         self.splitter.feed(chunk, |line| {
             truncated += u64::from(line.truncated);
-            lines.push((
-                String::from_utf8_lossy(line.text).into_owned(),
-                line.start,
-                line.end,
-            ));
+            lines.push((line.to_text(), line.start, line.end));
         });
         for (text, start, end) in lines.drain(..) {
             self.push_line(text, start, end, at, batch, metrics);
