@@ -27,7 +27,7 @@ fn env_or(name: &str, default: &str) -> String {
 fn open(backend: StorageBackend, dir: &tempfile::TempDir) -> Arc<dyn Store> {
     let name = format!("bench_{}", std::process::id());
     let url = match backend {
-        StorageBackend::Sqlite => None,
+        StorageBackend::Sqlite | StorageBackend::None => None,
         StorageBackend::Postgres => {
             let server = env_or(
                 "MONITORING_TEST_POSTGRES_URL",
