@@ -1,5 +1,6 @@
-//! The write path: one immediate transaction per batch holding its events, its
-//! dedup record and the widened time bounds, committed with a full fsync.
+//! The write path: one immediate transaction per batch holding its events, their
+//! full-text index entries, its dedup record and the widened time bounds, committed
+//! with a full fsync.
 //!
 //! The dedup record lives in the same file and transaction as the events, so after
 //! a crash a batch is either wholly stored and recorded or neither. A batch resent
@@ -21,6 +22,12 @@ const FIND_BATCH: &str =
 const INSERT_LOG: &str = "INSERT INTO logs
     (timestamp_ns, agent_id, source, severity, message, labels, fields)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+/// Indexes the messages of the rows from `?1` on: the rows this transaction added,
+/// since the writer holds the file and new rowids grow. One statement per batch,
+/// because FTS5 flushes its pending terms to a new segment at every statement
+/// boundary inside a transaction (a per-row trigger costs 4-5 times as much).
+const INDEX_LOGS: &str =
+    "INSERT INTO logs_fts (rowid, message) SELECT id, message FROM logs WHERE id >= ?1";
 const INSERT_METRIC: &str = "INSERT INTO metrics
     (timestamp_ns, agent_id, source, name, labels, kind, value, detail)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
@@ -85,10 +92,15 @@ pub(crate) fn write_batch(
         return Ok(CommitOutcome::Duplicate);
     }
     partition.note_stream(&batch.agent_id, batch.stream_id);
-    let bounds = insert_events(&tx, batch).map_err(|e| match e {
+    let Inserted { bounds, first_log } = insert_events(&tx, batch).map_err(|e| match e {
         InsertError::Sql(e) => err("storing events")(e),
         InsertError::Json(e) => json("encoding labels or fields")(e),
     })?;
+    if let Some(first) = first_log {
+        tx.prepare_cached(INDEX_LOGS)
+            .and_then(|mut s| s.execute([first]))
+            .map_err(err("indexing log messages"))?;
+    }
     {
         let mut meta = tx
             .prepare_cached(UPSERT_META)
@@ -122,9 +134,18 @@ impl From<serde_json::Error> for InsertError {
     }
 }
 
-/// Inserts the events with cached statements; returns their time bounds per kind.
-fn insert_events(conn: &Connection, batch: &IngestBatch) -> Result<Bounds, InsertError> {
+/// What [`insert_events`] wrote.
+struct Inserted {
+    /// Time bounds of the events, per kind.
+    bounds: Bounds,
+    /// Rowid of the first log row, if any log was stored.
+    first_log: Option<i64>,
+}
+
+/// Inserts the events with cached statements.
+fn insert_events(conn: &Connection, batch: &IngestBatch) -> Result<Inserted, InsertError> {
     let mut bounds: Bounds = [None; 3];
+    let mut first_log = None;
     let mut logs = conn.prepare_cached(INSERT_LOG)?;
     let mut metrics = conn.prepare_cached(INSERT_METRIC)?;
     let mut flows = conn.prepare_cached(INSERT_FLOW)?;
@@ -144,6 +165,7 @@ fn insert_events(conn: &Connection, batch: &IngestBatch) -> Result<Bounds, Inser
                     labels,
                     fields
                 ])?;
+                first_log.get_or_insert_with(|| conn.last_insert_rowid());
                 Kind::Log
             }
             EventKind::Metric(metric) => {
@@ -193,5 +215,5 @@ fn insert_events(conn: &Connection, batch: &IngestBatch) -> Result<Bounds, Inser
             None => (ts, ts),
         });
     }
-    Ok(bounds)
+    Ok(Inserted { bounds, first_log })
 }
