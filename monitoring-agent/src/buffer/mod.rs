@@ -1,8 +1,8 @@
 //! The ring buffer between sources and the batcher: bounded, lock-free, with an
 //! explicit policy for when it is full.
 //!
-//! Events live in a `crossbeam_queue::ArrayQueue` of `[buffer] max_events` slots, so
-//! memory is bounded no matter how slow the collector is. What happens when it is full
+//! Events live in a lock-free queue bounded at `[buffer] max_events` ([`bounded`]),
+//! so memory is bounded no matter how slow the collector is. What happens when it is full
 //! is `[buffer] when_full`:
 //!
 //! - `block` (default): a sender waits for room. For tailed files this is the
@@ -34,16 +34,17 @@
 //! the stream: senders get [`Closed`], and the receiver drains what is left and then
 //! sees the end.
 
+mod bounded;
 pub mod disk;
 
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crossbeam_queue::ArrayQueue;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+use self::bounded::Bounded;
 use crate::pipeline::{Closed, Envelope, EventOutput};
 use crate::telemetry::{BufferMetrics, DropReason};
 
@@ -74,7 +75,7 @@ pub enum TrySendOutcome {
 }
 
 struct Shared {
-    queue: ArrayQueue<Envelope>,
+    queue: Bounded<Envelope>,
     policy: WhenFull,
     closed: AtomicBool,
     /// Signalled when an event was pushed (or on close); one consumer waits on it.
@@ -111,7 +112,7 @@ impl RingBuffer {
             .set(i64::try_from(capacity).unwrap_or(i64::MAX));
         RingBuffer {
             shared: Arc::new(Shared {
-                queue: ArrayQueue::new(capacity),
+                queue: Bounded::new(capacity),
                 policy,
                 closed: AtomicBool::new(false),
                 not_empty: Notify::new(),
@@ -185,29 +186,28 @@ impl RingBuffer {
             return Err(Closed);
         }
         let source = envelope.source;
-        let evicted = match s.policy {
-            WhenFull::Block => match s.queue.push(envelope) {
-                Ok(()) => None,
-                Err(back) => return Ok(Some(back)),
-            },
-            WhenFull::DropNewest => match s.queue.push(envelope) {
-                Ok(()) => None,
-                Err(_refused) => {
+        match s.policy {
+            WhenFull::Block => {
+                if let Err(back) = s.queue.push(envelope) {
+                    return Ok(Some(back));
+                }
+            }
+            WhenFull::DropNewest => {
+                if s.queue.push(envelope).is_err() {
                     s.metrics.read.inc(source);
                     s.metrics.dropped.add(DropReason::DropNewest, source, 1);
                     self.update_gauge();
                     return Ok(None);
                 }
-            },
-            WhenFull::DropOldest => s.queue.force_push(envelope),
-        };
+            }
+            WhenFull::DropOldest => s.queue.force_push(envelope, |evicted| {
+                s.metrics
+                    .dropped
+                    .add(DropReason::DropOldest, evicted.source, 1);
+            }),
+        }
         s.metrics.read.inc(source);
         let accepted = s.metrics.received_events.inc();
-        if let Some(evicted) = evicted {
-            s.metrics
-                .dropped
-                .add(DropReason::DropOldest, evicted.source, 1);
-        }
         // Not per event: the length reads the consumer's cache line (module doc).
         if accepted.is_multiple_of(GAUGE_EVERY) {
             self.update_gauge();
