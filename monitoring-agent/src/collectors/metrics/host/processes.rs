@@ -15,13 +15,19 @@ use super::sample::Samples;
 /// Refreshes the process table and adds the top `n` by CPU and by memory to `out`;
 /// the number of processes.
 pub(super) fn sample_top(system: &mut System, n: usize, out: &mut Samples) -> usize {
+    // Without tasks: sysinfo otherwise reads /proc/PID/task/* and lists every thread
+    // as a process, which on a host with thousands of threads (JVMs, databases) is
+    // most of an idle agent's CPU.
     system.refresh_processes_specifics(
         ProcessesToUpdate::All,
         true,
-        ProcessRefreshKind::nothing().with_cpu().with_memory(),
+        ProcessRefreshKind::nothing()
+            .with_cpu()
+            .with_memory()
+            .without_tasks(),
     );
     let mut processes: Vec<&Process> = system.processes().values().collect();
-    // Threads appear as processes on Linux; count and rank each process once.
+    // Count and rank each process once, should a thread be listed all the same.
     processes.retain(|p| p.thread_kind().is_none());
     let count = processes.len();
     let mut push = |metric: &str, ranked: &[&Process], value: &dyn Fn(&Process) -> f64| {

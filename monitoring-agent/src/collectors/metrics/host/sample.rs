@@ -297,7 +297,7 @@ impl HostSampler {
         self.system.refresh_processes_specifics(
             sysinfo::ProcessesToUpdate::All,
             true,
-            sysinfo::ProcessRefreshKind::nothing(),
+            sysinfo::ProcessRefreshKind::nothing().without_tasks(),
         );
         Some(self.system.processes().len()).filter(|&n| n > 0)
     }
@@ -455,6 +455,16 @@ pub(super) mod tests {
         assert!(
             top.iter()
                 .all(|(l, _)| !l["pid"].is_empty() && l.contains_key("name"))
+        );
+        // User threads are neither read nor listed (the test harness runs this one on
+        // a thread of its own, so there is at least one to leave out); kernel threads
+        // are entries of /proc like processes.
+        assert!(
+            sampler
+                .system
+                .processes()
+                .values()
+                .all(|p| p.thread_kind() != Some(sysinfo::ThreadKind::Userland))
         );
 
         let info = &g["host_info"];
