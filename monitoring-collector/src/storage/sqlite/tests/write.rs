@@ -130,3 +130,48 @@ fn queries_run_while_workers_commit() {
     reader.join().unwrap();
     assert_eq!(logs(store.as_ref(), all_logs()).len(), 4 * 25 * 20);
 }
+
+#[test]
+fn the_write_path_keeps_the_full_text_index_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // One segment per batch. Without the write path's merging (automerge is off)
+    // they pile up until FTS5's crisis merge (16 on a level) merges them inside one
+    // slow commit: 5 segments are left at the end, against 2 with it.
+    for seq in 0..200 {
+        let message = format!("request {seq} served");
+        store
+            .commit(&batch(
+                "a1",
+                seq,
+                T0,
+                vec![log(T0 + seq as i64, &message, None)],
+            ))
+            .unwrap();
+    }
+    let conn = rusqlite::Connection::open(dir.path().join(file_name(DAY))).unwrap();
+    let automerge: i64 = conn
+        .query_row(
+            "SELECT v FROM logs_fts_config WHERE k = 'automerge'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(automerge, 0);
+    let segments: i64 = conn
+        .query_row("SELECT count(DISTINCT segid) FROM logs_fts_idx", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(segments <= 3, "{segments} segments");
+    for seq in [0, 199] {
+        let found = logs(
+            &store,
+            LogQuery {
+                text: Some(format!("request {seq}")),
+                ..all_logs()
+            },
+        );
+        assert_eq!(found.len(), 1, "request {seq}");
+    }
+}
