@@ -8,11 +8,11 @@
 //! drain its queue (what remains is counted as dropped) and every sink is flushed;
 //! then [`Server::serve`] returns.
 
+use axum::serve::ListenerExt as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -273,6 +273,12 @@ impl Server {
                         addr = %api_addr
                     );
                 }
+                // Live tail sends small messages: no Nagle delay (as `tls::accept`).
+                let api_listener = api_listener.tap_io(|tcp| {
+                    if let Err(error) = tcp.set_nodelay(true) {
+                        tracing::debug!(message = "Cannot set TCP_NODELAY.", %error);
+                    }
+                });
                 tokio::spawn(api::serve::serve(
                     api_listener,
                     api_app,

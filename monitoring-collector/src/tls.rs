@@ -401,7 +401,16 @@ pub(crate) async fn accept(
         tokio::select! {
             () = stop.cancelled() => return None,
             accepted = tcp.accept() => match accepted {
-                Ok(accepted) => return Some(accepted),
+                Ok((stream, addr)) => {
+                    // Acknowledgements and tail messages are small writes: with
+                    // Nagle's algorithm one waits for the peer's delayed ACK of the
+                    // previous one, which an agent sends only with its next batch
+                    // (up to a flush interval later).
+                    if let Err(error) = stream.set_nodelay(true) {
+                        tracing::debug!(message = "Cannot set TCP_NODELAY.", %error);
+                    }
+                    return Some((stream, addr));
+                }
                 Err(error) => {
                     tracing::warn!(message = "Cannot accept a connection.", %error);
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -416,6 +425,16 @@ pub(crate) async fn accept(
 mod tests {
     use super::*;
     use crate::certs::DevCa;
+
+    #[tokio::test]
+    async fn accepted_connections_send_small_writes_at_once() {
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let client = tokio::spawn(tokio::net::TcpStream::connect(addr));
+        let (stream, _) = accept(&tcp, &CancellationToken::new()).await.unwrap();
+        assert!(stream.nodelay().unwrap());
+        drop(client.await.unwrap().unwrap());
+    }
 
     #[test]
     fn enabled_tls_needs_a_cert_and_a_key() {
