@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use monitoring_agent::buffer::{RingBuffer, WhenFull};
-use monitoring_agent::pipeline::{Envelope, Source, SourceProgress};
+use monitoring_agent::pipeline::{Body, Envelope, Source, SourceProgress};
 use monitoring_agent::telemetry::BufferMetrics;
+use monitoring_common::protocol::payload::encode_event;
 
 /// Envelopes a producer hands over per `block_on`: about one 64 KiB read of loghub
 /// lines.
@@ -28,8 +29,11 @@ fn envelopes() -> Vec<Envelope> {
     for sample in support::samples() {
         let progress = SourceProgress::new(0);
         for (i, event) in support::agent_events(&sample).into_iter().enumerate() {
+            // Encoded, as the file source hands them over.
+            let mut encoded = Vec::new();
+            encode_event(&event, &mut encoded);
             out.push(Envelope {
-                event,
+                body: Body::Encoded(encoded),
                 source: Source::File,
                 ack: Some((Arc::clone(&progress), i as u64 + 1)),
             });

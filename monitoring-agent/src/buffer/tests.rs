@@ -32,7 +32,7 @@ fn assert_accounted(t: &Telemetry, source: Source, delivered: u64) {
 }
 
 fn ts(e: &Envelope) -> i64 {
-    e.event.timestamp_ns
+    e.to_event().unwrap().timestamp_ns
 }
 
 fn buffer(cap: usize, policy: WhenFull) -> (RingBuffer, Telemetry) {

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use monitoring_common::Event;
+use monitoring_common::protocol::payload::{PayloadError, decode_events, encode_event};
 
 use super::Source;
 
@@ -87,7 +88,7 @@ impl SourceProgress {
 #[derive(Debug, Clone)]
 pub struct Envelope {
     /// The event.
-    pub event: Event,
+    pub body: Body,
     /// The kind of source that read it, for the per-source accounting.
     pub source: Source,
     /// For sources with checkpoints: the progress to advance once the event is
@@ -95,13 +96,44 @@ pub struct Envelope {
     pub ack: Option<(Arc<SourceProgress>, u64)>,
 }
 
+/// The event an envelope carries.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// Already in its wire encoding (`payload::encode_event`'s bytes): what the file
+    /// source ships, so a line costs one exact-size allocation on its way through
+    /// the buffer and the batcher only copies it.
+    Encoded(Vec<u8>),
+    /// An event to encode when it is batched (boxed: few, and it keeps the buffer's
+    /// slots small).
+    Event(Box<Event>),
+}
+
 impl Envelope {
     /// An event whose delivery nothing waits on (metrics).
     pub fn untracked(source: Source, event: Event) -> Envelope {
         Envelope {
-            event,
+            body: Body::Event(Box::new(event)),
             source,
             ack: None,
+        }
+    }
+
+    /// Appends the event's wire encoding to a batch's payload.
+    pub fn encode_into(&self, payload: &mut Vec<u8>) {
+        match &self.body {
+            Body::Encoded(bytes) => payload.extend_from_slice(bytes),
+            Body::Event(event) => encode_event(event, payload),
+        }
+    }
+
+    /// The event itself, decoded if it travels encoded (tests and diagnostics).
+    pub fn to_event(&self) -> Result<Event, PayloadError> {
+        match &self.body {
+            Body::Encoded(bytes) => {
+                let mut events = decode_events(bytes, 1)?;
+                Ok(events.swap_remove(0))
+            }
+            Body::Event(event) => Ok(Event::clone(event)),
         }
     }
 }

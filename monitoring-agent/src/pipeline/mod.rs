@@ -10,6 +10,6 @@ mod idle;
 mod source;
 
 pub use batcher::{Batch, BatcherConfig};
-pub use envelope::{Closed, Envelope, EventOutput, SourceProgress};
+pub use envelope::{Body, Closed, Envelope, EventOutput, SourceProgress};
 pub use idle::DeliveryIdle;
 pub use source::{Source, SourceCounts};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use monitoring_agent::buffer::{RingBuffer, WhenFull};
-use monitoring_agent::pipeline::{BatcherConfig, Envelope, Source, SourceProgress, batcher};
+use monitoring_agent::pipeline::{BatcherConfig, Body, Envelope, Source, SourceProgress, batcher};
 use monitoring_agent::telemetry::Telemetry;
 use monitoring_agent::transport::{self, DrainReport, Endpoint, TransportConfig, TransportStatus};
 use monitoring_common::Event;
@@ -111,11 +111,11 @@ impl Pipeline {
         self.buffer
             .send(Envelope {
                 source: Source::File,
-                event: Event::log(
+                body: Body::Event(Box::new(Event::log(
                     offset as i64,
                     "/var/log/test.log",
                     format!("line at {offset}"),
-                ),
+                ))),
                 ack: Some((progress.clone(), offset)),
             })
             .await

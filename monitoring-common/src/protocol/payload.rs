@@ -52,15 +52,7 @@ pub fn encode_event(event: &Event, out: &mut Vec<u8>) {
     put_str(out, &event.source);
     put_labels(out, &event.labels);
     match &event.kind {
-        EventKind::Log(log) => {
-            out.push(log.severity.map_or(NO_SEVERITY, Severity::code));
-            put_str(out, &log.message);
-            put_varint(out, log.fields.len() as u64);
-            for (k, v) in &log.fields {
-                put_str(out, k);
-                put_value(out, v);
-            }
-        }
+        EventKind::Log(log) => put_log(out, log.severity, &log.message, log.fields.iter()),
         EventKind::Metric(m) => {
             put_str(out, &m.name);
             match &m.value {
@@ -115,6 +107,73 @@ pub fn encode_event(event: &Event, out: &mut Vec<u8>) {
             put_varint(out, f.packets_in);
             out.push(f.tcp_flags);
         }
+    }
+}
+
+/// Appends the encoding of a log event without labels, the same bytes
+/// [`encode_event`] writes for it, without building the [`Event`]: the agent's file
+/// source encodes each line as it reads it (one allocation per line instead of an
+/// event's four or five). `fields` must be sorted by key, as a [`Fields`] map is.
+pub fn encode_log<'a>(
+    timestamp_ns: i64,
+    source: &str,
+    severity: Option<Severity>,
+    message: &str,
+    fields: &[(&'a str, &'a Value)],
+    out: &mut Vec<u8>,
+) {
+    debug_assert!(fields.windows(2).all(|w| w[0].0 < w[1].0));
+    out.push(KIND_LOG);
+    out.extend_from_slice(&timestamp_ns.to_le_bytes());
+    put_str(out, source);
+    put_varint(out, 0);
+    put_log(out, severity, message, fields.iter().map(|&(k, v)| (k, v)));
+}
+
+/// The bytes [`encode_log`] writes for these parts, to size a buffer exactly.
+pub fn encoded_log_len(source: &str, message: &str, fields: &[(&str, &Value)]) -> usize {
+    // Kind, timestamp, label count, severity: 1 + 8 + 1 + 1 bytes.
+    let mut n = 11 + str_len(source) + str_len(message) + varint_len(fields.len() as u64);
+    for (k, v) in fields {
+        n += str_len(k) + value_len(v);
+    }
+    n
+}
+
+fn put_log<'a, K: AsRef<str> + 'a>(
+    out: &mut Vec<u8>,
+    severity: Option<Severity>,
+    message: &str,
+    fields: impl ExactSizeIterator<Item = (K, &'a Value)>,
+) {
+    out.push(severity.map_or(NO_SEVERITY, Severity::code));
+    put_str(out, message);
+    put_varint(out, fields.len() as u64);
+    for (k, v) in fields {
+        put_str(out, k.as_ref());
+        put_value(out, v);
+    }
+}
+
+fn varint_len(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+fn str_len(s: &str) -> usize {
+    varint_len(s.len() as u64) + s.len()
+}
+
+fn value_len(v: &Value) -> usize {
+    1 + match v {
+        Value::Null => 0,
+        Value::Bool(_) => 1,
+        Value::Int(_) | Value::Float(_) => 8,
+        Value::Str(s) => str_len(s),
     }
 }
 
@@ -526,6 +585,30 @@ pub(crate) mod tests {
             let payload = encode_events(&events);
             let cut = cut.min(payload.len());
             prop_assert!(decode_events(&payload[..payload.len() - cut], events.len() as u32).is_err());
+        }
+
+        #[test]
+        fn a_log_encoded_from_its_parts_is_the_event_encoded(
+            ts in any::<i64>(),
+            source in ".{0,40}",
+            message in ".{0,300}",
+            severity in prop::option::of(0u8..8),
+            fields in prop::collection::btree_map("[a-z]{1,8}", value(), 0..4),
+        ) {
+            let severity = severity.and_then(Severity::from_code);
+            let parts: Vec<(&str, &Value)> = fields.iter().map(|(k, v)| (k.as_str(), v)).collect();
+            let mut direct = Vec::new();
+            encode_log(ts, &source, severity, &message, &parts, &mut direct);
+            prop_assert_eq!(direct.len(), encoded_log_len(&source, &message, &parts));
+            let event = Event {
+                timestamp_ns: ts,
+                source,
+                labels: Labels::new(),
+                kind: EventKind::Log(LogEvent { message, severity, fields }),
+            };
+            let mut via_event = Vec::new();
+            encode_event(&event, &mut via_event);
+            prop_assert_eq!(direct, via_event);
         }
 
         #[test]

@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use monitoring_common::protocol::Codec;
 use monitoring_common::protocol::frame::encode_frame;
-use monitoring_common::protocol::payload::encode_event;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Bytes;
@@ -154,7 +153,7 @@ impl Open {
             self.deadline = Some(Instant::now() + self.config.flush_interval);
         }
         let before = self.payload.len();
-        encode_event(&envelope.event, &mut self.payload);
+        envelope.encode_into(&mut self.payload);
         if self.payload.len() > self.config.max_batch_bytes && !self.is_empty() {
             // This event would cross the limit: close the batch without it and let it
             // start the next one.

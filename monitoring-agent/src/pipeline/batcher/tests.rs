@@ -4,11 +4,12 @@
 #![allow(clippy::unwrap_used)] // Tests may unwrap.
 
 use monitoring_common::Event;
+use monitoring_common::protocol::payload::encode_events;
 use monitoring_common::protocol::{Limits, frame::decode_frame};
 
 use super::*;
 use crate::buffer::WhenFull;
-use crate::pipeline::Source;
+use crate::pipeline::{Body, Source};
 use crate::telemetry::Telemetry;
 
 fn config(events: usize, bytes: usize, interval_ms: u64) -> BatcherConfig {
@@ -90,7 +91,7 @@ async fn flushes_by_event_count_and_on_close() {
 async fn flushes_by_bytes_without_crossing_the_limit() {
     let one = {
         let mut v = Vec::new();
-        encode_event(&log(0).event, &mut v);
+        log(0).encode_into(&mut v);
         v.len()
     };
     // Room for two and a half events: every batch holds exactly two.
@@ -166,7 +167,8 @@ async fn marks_keep_the_largest_position_per_source() {
         buffer
             .send(Envelope {
                 source: Source::File,
-                event: Event::log(0, "f", "l"),
+                // As the file source sends them: already encoded.
+                body: Body::Encoded(encode_events(&[Event::log(0, "f", "l")])),
                 ack: Some((p.clone(), pos)),
             })
             .await
@@ -207,7 +209,7 @@ async fn frames_carry_the_configured_codec_and_stream() {
 async fn each_batch_counts_its_events_per_source() {
     let one = {
         let mut v = Vec::new();
-        encode_event(&log(0).event, &mut v);
+        log(0).encode_into(&mut v);
         v.len()
     };
     // Room for two and a half events: every batch holds two, the third event

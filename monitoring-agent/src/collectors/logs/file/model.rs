@@ -74,9 +74,9 @@ impl Collector {
             let Some(e) = self.in_flight.pop_front() else {
                 return;
             };
-            let (progress, end) = e.ack.unwrap();
-            progress.advance(end);
-            let EventKind::Log(log) = e.event.kind else {
+            let (progress, end) = e.ack.as_ref().unwrap();
+            progress.advance(*end);
+            let EventKind::Log(log) = e.to_event().unwrap().kind else {
                 unreachable!()
             };
             self.committed.push(log.message);

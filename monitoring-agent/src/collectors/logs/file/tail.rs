@@ -21,8 +21,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use monitoring_common::event::{Fields, Labels, LogEvent, now_ns};
-use monitoring_common::{Event, EventKind, Value};
+use monitoring_common::Value;
+use monitoring_common::event::now_ns;
+use monitoring_common::protocol::payload::{encode_log, encoded_log_len};
 
 use super::FileMetrics;
 use super::checkpoints::{self, Known};
@@ -30,7 +31,7 @@ use super::fingerprint::{Key, Prefix, read_prefix, starts_with};
 use super::multiline::{Merged, Merger, Rule};
 use super::reader::LineSplitter;
 use crate::collectors::logs::filter::{LineFilter, Verdict};
-use crate::pipeline::{Envelope, Source, SourceProgress};
+use crate::pipeline::{Body, Envelope, Source, SourceProgress};
 
 /// Field holding the byte offset of the line's start in its file.
 pub const OFFSET_FIELD: &str = "offset";
@@ -443,23 +444,20 @@ impl Tail {
                 return;
             }
         };
-        let mut fields = Fields::new();
-        fields.insert(
-            OFFSET_FIELD.to_string(),
-            Value::Int(i64::try_from(start).unwrap_or(i64::MAX)),
+        let offset = Value::Int(i64::try_from(start).unwrap_or(i64::MAX));
+        let fields = [(OFFSET_FIELD, &offset)];
+        let mut encoded = Vec::with_capacity(encoded_log_len(&self.source, &message, &fields));
+        encode_log(
+            timestamp_ns,
+            &self.source,
+            severity,
+            &message,
+            &fields,
+            &mut encoded,
         );
         batch.push(Envelope {
             source: Source::File,
-            event: Event {
-                timestamp_ns,
-                source: self.source.clone(),
-                labels: Labels::new(),
-                kind: EventKind::Log(LogEvent {
-                    message,
-                    severity,
-                    fields,
-                }),
-            },
+            body: Body::Encoded(encoded),
             ack: Some((Arc::clone(&self.progress), end)),
         });
     }

@@ -208,7 +208,7 @@ impl<O: EventOutput> Source<O> {
             let position = self.in_flight.push(cursor);
             batch.push(Envelope {
                 source: pipeline::Source::Journald,
-                event,
+                body: pipeline::Body::Event(Box::new(event)),
                 ack: Some((Arc::clone(&self.progress), position)),
             });
         }

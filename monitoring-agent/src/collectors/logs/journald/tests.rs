@@ -79,12 +79,13 @@ impl Running {
                 .await
                 .unwrap_or_else(|_| panic!("only {} of {n} events arrived", events.len()))
                 .expect("the source ended early");
-            if ack(seq(&envelope.event))
+            let event = envelope.to_event().unwrap();
+            if ack(seq(&event))
                 && let Some((progress, position)) = &envelope.ack
             {
                 progress.advance(*position);
             }
-            events.push(envelope.event);
+            events.push(event);
         }
         events
     }
@@ -92,7 +93,7 @@ impl Running {
     /// Asserts that nothing more arrives for a while.
     pub(super) async fn assert_quiet(&mut self) {
         if let Ok(Some(envelope)) = tokio::time::timeout(QUIET, self.rx.recv()).await {
-            panic!("unexpected event: {:?}", envelope.event);
+            panic!("unexpected event: {:?}", envelope.to_event());
         }
     }
 
@@ -503,7 +504,7 @@ async fn live_journal() {
             .await
             .expect("the entries written to journald did not come back")
             .unwrap();
-        events.push(envelope.event);
+        events.push(envelope.to_event().unwrap());
     }
     source.stop().await;
     events.sort_by_key(|e| log(e).message.clone());

@@ -131,7 +131,7 @@ mod tests {
             .unwrap();
         assert!(got.unwrap() > 10);
         assert!(out.iter().all(|e| e.ack.is_none()
-            && e.event.source == SOURCE
+            && e.to_event().unwrap().source == SOURCE
             && e.source == Source::HostMetrics));
         stop.cancel();
         task.await.unwrap().unwrap();

@@ -36,7 +36,7 @@ async fn filtered_lines_are_acknowledged_after_what_was_shipped_before_them() {
     let lines = h.recv(2).await;
     assert_eq!(messages(&lines), vec!["ERROR disk failed", "ERROR again"]);
     for g in &lines {
-        let EventKind::Log(log) = &g.envelope.event.kind else {
+        let EventKind::Log(log) = g.envelope.to_event().unwrap().kind else {
             panic!("not a log");
         };
         assert_eq!(

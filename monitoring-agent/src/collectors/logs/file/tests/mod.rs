@@ -39,7 +39,8 @@ impl Got {
 }
 
 fn got(envelope: Envelope) -> Got {
-    let EventKind::Log(log) = &envelope.event.kind else {
+    let event = envelope.to_event().unwrap();
+    let EventKind::Log(log) = &event.kind else {
         panic!("not a log event");
     };
     let Some(Value::Int(offset)) = log.fields.get(OFFSET_FIELD) else {
@@ -47,7 +48,7 @@ fn got(envelope: Envelope) -> Got {
     };
     Got {
         message: log.message.clone(),
-        source: envelope.event.source.clone(),
+        source: event.source.clone(),
         offset: *offset,
         envelope,
     }
