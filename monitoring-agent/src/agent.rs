@@ -40,6 +40,7 @@ use crate::collectors::logs::{self, FileSourceError};
 use crate::collectors::sampled::SampledSources;
 use crate::config::AgentConfig;
 use crate::control::{self, ControlState};
+use crate::memory::{self, TrimPolicy};
 use crate::pipeline::{BatcherConfig, batcher};
 use crate::reload;
 use crate::telemetry::Telemetry;
@@ -260,6 +261,11 @@ pub async fn run_reloadable(
 
     let stop_reading = CancellationToken::new();
     let stop_all = CancellationToken::new();
+    let trimmer = tokio::spawn(memory::run(
+        telemetry.batcher.events.clone(),
+        TrimPolicy::default(),
+        stop_all.clone(),
+    ));
     let spawn_files = |config: &AgentConfig| {
         let (reloader, reloads) = FileReloader::channel();
         let task = tokio::spawn(logs::file::run_reloadable(
@@ -385,6 +391,7 @@ pub async fn run_reloadable(
     }
     // 4. Only now the tailer writes its final checkpoints: they cover every ack received.
     stop_all.cancel();
+    drop(trimmer.await);
     if let Some(task) = files_task {
         match tokio::time::timeout(FINAL_CHECKPOINT_TIMEOUT, task).await {
             Ok(Ok(Ok(()))) => {}

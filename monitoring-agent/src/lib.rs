@@ -11,6 +11,7 @@
 //! - [`control`]: the agent's own `/health` and `/metrics`;
 //! - [`telemetry`]: the agent's internal metrics, defined in one place;
 //! - [`config`]: the TOML configuration;
+//! - [`memory`]: free memory given back to the system after a burst;
 //! - [`reload`]: what a new configuration changes on SIGHUP.
 //!
 //! Acknowledgements flow back from transport to the sources' [`pipeline::SourceProgress`]
@@ -21,6 +22,7 @@ pub mod buffer;
 pub mod collectors;
 pub mod config;
 pub mod control;
+pub mod memory;
 pub mod pipeline;
 pub mod reload;
 pub mod state;
