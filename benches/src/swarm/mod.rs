@@ -144,6 +144,9 @@ impl SwarmOptions {
     }
 }
 
+/// How long [`Phase::Draining`] is shown before the agents stop.
+const DRAINING_GRACE: Duration = Duration::from_millis(250);
+
 /// Where a run is; sent on the watch channel of [`run_with_phases`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -225,6 +228,10 @@ pub async fn run_with_phases(
     phases.send_replace(Phase::Draining {
         connected: connected_at_end,
     });
+    // Connections stay open a moment longer, so that a watcher polling the phase
+    // (the harness reads the collector's memory here, every 20 ms) sees Draining
+    // before a quick drain (acknowledged at once since TCP_NODELAY) turns it Done.
+    tokio::time::sleep(DRAINING_GRACE).await;
 
     shared.stop.cancel();
     let mut outcomes = Vec::with_capacity(opts.agents);
