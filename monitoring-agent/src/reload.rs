@@ -158,6 +158,10 @@ pub fn diff(running: &AgentConfig, new: &AgentConfig) -> Changes {
             am.top_processes != bm.top_processes,
         ),
         (
+            "collectors.metrics.tcp_states",
+            am.tcp_states != bm.tcp_states,
+        ),
+        (
             "collectors.metrics.prometheus",
             am.prometheus != bm.prometheus,
         ),

@@ -58,8 +58,10 @@ pub async fn run(
     metrics: HostMetrics,
     stop: CancellationToken,
 ) -> Result<(), HostSourceError> {
-    let mut sampler =
-        tokio::task::spawn_blocking(move || HostSampler::new(tags, config.top_processes)).await??;
+    let mut sampler = tokio::task::spawn_blocking(move || {
+        HostSampler::new(tags, config.top_processes, config.tcp_states)
+    })
+    .await??;
     let period = Duration::from_secs(config.system_interval_secs.max(1));
     info!(
         message = "Host metrics source started.",

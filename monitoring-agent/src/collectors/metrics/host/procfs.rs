@@ -142,6 +142,30 @@ pub fn count_tcp_states(text: &str, counts: &mut BTreeMap<&'static str, u64>) {
     }
 }
 
+/// `CurrEstab` of the `Tcp:` table in `/proc/net/snmp` (a header line of names,
+/// then a line of values).
+pub fn parse_snmp_curr_estab(text: &str) -> Option<u64> {
+    let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
+    let (names, values) = (tcp.next()?, tcp.next()?);
+    let i = names
+        .split_ascii_whitespace()
+        .position(|n| n == "CurrEstab")?;
+    values.split_ascii_whitespace().nth(i)?.parse().ok()
+}
+
+/// The `tw` count of the `TCP:` line of `/proc/net/sockstat` (sockets in
+/// TIME_WAIT, IPv4 and IPv6).
+pub fn parse_sockstat_time_wait(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with("TCP:"))?;
+    let mut words = line.split_ascii_whitespace();
+    while let Some(word) = words.next() {
+        if word == "tw" {
+            return words.next()?.parse().ok();
+        }
+    }
+    None
+}
+
 /// Allocated and maximum file handles from `/proc/sys/fs/file-nr`
 /// (`allocated unused max`).
 pub fn parse_file_nr(text: &str) -> Option<(u64, u64)> {
@@ -227,14 +251,46 @@ pub fn is_whole_disk(name: &str) -> bool {
 pub(super) struct ProcSampler {
     disks: BTreeMap<String, DiskTotals>,
     at: Instant,
+    tcp_states: bool,
 }
 
 impl ProcSampler {
-    /// Takes the first disk reading, so that the first sample has rates.
-    pub(super) fn new() -> ProcSampler {
+    /// Takes the first disk reading, so that the first sample has rates. With
+    /// `tcp_states`, samples count TCP connections in every state.
+    pub(super) fn new(tcp_states: bool) -> ProcSampler {
         ProcSampler {
             disks: disk_totals(),
             at: Instant::now(),
+            tcp_states,
+        }
+    }
+
+    /// `host_tcp_connections`: every state from the full tables if asked, else the
+    /// two states the kernel keeps counts of.
+    fn sample_tcp(&self, out: &mut Samples) {
+        if self.tcp_states {
+            let (tcp4, tcp6) = (read("/proc/net/tcp"), read("/proc/net/tcp6"));
+            if tcp4.is_some() || tcp6.is_some() {
+                let mut counts = BTreeMap::new();
+                for text in [tcp4, tcp6].into_iter().flatten() {
+                    count_tcp_states(&text, &mut counts);
+                }
+                for (state, n) in counts {
+                    out.push("host_tcp_connections", &[("state", state)], n as f64);
+                }
+            }
+            return;
+        }
+        // The TCP MIB counts IPv4 and IPv6 connections together.
+        if let Some(n) = read("/proc/net/snmp").and_then(|t| parse_snmp_curr_estab(&t)) {
+            out.push(
+                "host_tcp_connections",
+                &[("state", "established")],
+                n as f64,
+            );
+        }
+        if let Some(n) = read("/proc/net/sockstat").and_then(|t| parse_sockstat_time_wait(&t)) {
+            out.push("host_tcp_connections", &[("state", "time_wait")], n as f64);
         }
     }
 
@@ -267,16 +323,7 @@ impl ProcSampler {
                 e.tx_drops as f64,
             );
         }
-        let (tcp4, tcp6) = (read("/proc/net/tcp"), read("/proc/net/tcp6"));
-        if tcp4.is_some() || tcp6.is_some() {
-            let mut counts = BTreeMap::new();
-            for text in [tcp4, tcp6].into_iter().flatten() {
-                count_tcp_states(&text, &mut counts);
-            }
-            for (state, n) in counts {
-                out.push("host_tcp_connections", &[("state", state)], n as f64);
-            }
-        }
+        self.sample_tcp(out);
         if let Some((allocated, max)) = read("/proc/sys/fs/file-nr").and_then(|t| parse_file_nr(&t))
         {
             out.push("host_file_descriptors_allocated", &[], allocated as f64);

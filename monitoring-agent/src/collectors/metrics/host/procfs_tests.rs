@@ -70,6 +70,17 @@ fn tcp_states_file_nr_pressure_and_procs() {
     assert_eq!(counts["close_wait"], 0);
     assert_eq!(counts.len(), 12);
 
+    let snmp = "Ip: Forwarding DefaultTTL\nIp: 1 64\n\
+                Tcp: RtoAlgorithm RtoMin RtoMax MaxConn ActiveOpens PassiveOpens AttemptFails EstabResets CurrEstab InSegs\n\
+                Tcp: 1 200 120000 -1 2297 1003 3 30 17 96531\n\
+                Udp: InDatagrams NoPorts\nUdp: 5 6\n";
+    assert_eq!(parse_snmp_curr_estab(snmp), Some(17));
+    assert_eq!(parse_snmp_curr_estab("Tcp: CurrEstab\n"), None);
+    let sockstat =
+        "sockets: used 61\nTCP: inuse 11 orphan 0 tw 2 alloc 14 mem 0\nUDP: inuse 0 mem 0\n";
+    assert_eq!(parse_sockstat_time_wait(sockstat), Some(2));
+    assert_eq!(parse_sockstat_time_wait("TCP: inuse 1\n"), None);
+
     assert_eq!(parse_file_nr("844\t0\t2466193\n"), Some((844, 2_466_193)));
     assert_eq!(parse_file_nr("garbage"), None);
 
@@ -94,7 +105,8 @@ fn tcp_states_file_nr_pressure_and_procs() {
 
 #[test]
 fn a_live_sample_has_tcp_states_fds_disks_and_pressure() {
-    let mut sampler = HostSampler::new(Labels::new(), 0).unwrap();
+    let mut sampler = HostSampler::new(Labels::new(), 0, true).unwrap();
+    let mut cheap = HostSampler::new(Labels::new(), 0, false).unwrap();
     // Connections the sample must see, and writes that reach a disk.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
@@ -116,6 +128,18 @@ fn a_live_sample_has_tcp_states_fds_disks_and_pressure() {
     };
     assert!(state("listen") >= 1.0);
     assert!(state("established") >= 2.0);
+    // By default only the two states the kernel counts, without the full tables.
+    let cheap = gauges(&cheap.sample());
+    let states: Vec<(&str, f64)> = cheap["host_tcp_connections"]
+        .iter()
+        .map(|(l, v)| (l["state"].as_str(), *v))
+        .collect();
+    assert_eq!(states.len(), 2, "{states:?}");
+    assert!(
+        states[0].0 == "established" && states[0].1 >= 2.0,
+        "{states:?}"
+    );
+    assert_eq!(states[1].0, "time_wait");
     assert!(g["host_file_descriptors_allocated"][0].1 >= 1.0);
     assert!(g["host_file_descriptors_max"][0].1 >= g["host_file_descriptors_allocated"][0].1);
     assert!(g.contains_key("host_network_receive_errors_total"));

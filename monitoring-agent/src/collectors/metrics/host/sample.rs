@@ -87,9 +87,14 @@ impl std::fmt::Debug for HostSampler {
 
 impl HostSampler {
     /// A sampler that adds `tags` to every event and reports the `top_processes`
-    /// busiest processes. Takes the first CPU, disk and network readings, so the
-    /// first [`HostSampler::sample`] has rates.
-    pub fn new(tags: Labels, top_processes: usize) -> Result<HostSampler, HostError> {
+    /// busiest processes, and TCP connections in every state if `tcp_states`. Takes
+    /// the first CPU, disk and network readings, so the first
+    /// [`HostSampler::sample`] has rates.
+    pub fn new(
+        tags: Labels,
+        top_processes: usize,
+        tcp_states: bool,
+    ) -> Result<HostSampler, HostError> {
         let err = |what| move |source| HostError { what, source };
         let mut system = System::new().map_err(err("system"))?;
         system.refresh_cpu_usage();
@@ -115,7 +120,7 @@ impl HostSampler {
             info,
             top_processes,
             #[cfg(target_os = "linux")]
-            procfs: super::procfs::ProcSampler::new(),
+            procfs: super::procfs::ProcSampler::new(tcp_states),
         })
     }
 
@@ -392,7 +397,7 @@ pub(super) mod tests {
     #[test]
     fn one_sample_of_this_machine_is_complete_and_sane() {
         let tags: Labels = [("env".to_string(), "test".to_string())].into();
-        let mut sampler = HostSampler::new(tags, 3).unwrap();
+        let mut sampler = HostSampler::new(tags, 3, false).unwrap();
         std::thread::sleep(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL.max(Duration::from_millis(250)));
         let events = sampler.sample();
         let g = gauges(&events);
@@ -484,7 +489,7 @@ pub(super) mod tests {
 
     #[test]
     fn network_rates_come_from_two_readings() {
-        let mut sampler = HostSampler::new(Labels::new(), 0).unwrap();
+        let mut sampler = HostSampler::new(Labels::new(), 0, false).unwrap();
         std::thread::sleep(Duration::from_millis(50));
         let g = gauges(&sampler.sample());
         if sampler.networks.is_empty() {
