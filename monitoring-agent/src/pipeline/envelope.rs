@@ -163,6 +163,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn envelopes_stay_small() {
+        // Every slot of the ring buffer holds one: 168 bytes when events were inline.
+        assert!(std::mem::size_of::<Envelope>() <= 48);
+    }
+
+    #[test]
     fn progress_only_moves_forward_unless_reset() {
         let p = SourceProgress::new(10);
         p.advance(5);
