@@ -8,7 +8,7 @@
 //! about 1 MiB of the 3 MiB of anonymous memory the start-up backlog left behind.
 //!
 //! The same goes for code: the pages of the binary run only at start (configuration,
-//! TLS set-up, first scans) stay mapped, 4.5 of the ~5.5 MiB of the binary resident
+//! TLS set-up, first scans) stay mapped: 4.5 of its 7 MiB of code were resident
 //! in an idle agent. Once start-up is over, the agent unmaps the parts of its own
 //! binary it never wrote to ([`release_code_pages`]); they stay in the page cache and
 //! what is still run faults back in (about 1 MiB when idle).
