@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the wire protocol on loghub data: payload encoding, each
-//! codec's compression and decompression over the whole corpus (with its size
+//! codec's compression and decompression over the whole corpus (zstd also at levels
+//! 1, 6 and 9, each with a compressor kept as the agent keeps one; with its size
 //! reduction per codec), and whole frames as the agent builds them and the collector
 //! takes them apart, per codec, in batches of 1,000 events.
 
@@ -9,9 +10,30 @@ mod support;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use monitoring_benches::loghub_events;
-use monitoring_common::protocol::frame::{FrameHeader, decode_frame, encode_frame};
+use monitoring_common::protocol::frame::{FrameHeader, decode_frame, encode_frame_with};
 use monitoring_common::protocol::payload::{encode_event, encode_events};
-use monitoring_common::protocol::{Codec, Limits};
+use monitoring_common::protocol::{Codec, Compressor, Limits};
+
+/// Every codec at its default level, then zstd at the other levels worth knowing.
+const SETTINGS: [(Codec, Option<i32>); 8] = [
+    (Codec::None, None),
+    (Codec::Snappy, None),
+    (Codec::Lz4, None),
+    (Codec::Gzip, None),
+    (Codec::Zstd, None),
+    (Codec::Zstd, Some(1)),
+    (Codec::Zstd, Some(6)),
+    (Codec::Zstd, Some(9)),
+];
+
+/// A compressor as the agent keeps one, and its name in the tables.
+fn compressor((codec, level): (Codec, Option<i32>)) -> (String, Compressor) {
+    let name = match level {
+        Some(l) => format!("{codec}-{l}"),
+        None => codec.to_string(),
+    };
+    (name, Compressor::new(codec, level).unwrap())
+}
 
 /// The encoding of 1,000 Android lines (long lines), the figure BENCHMARKS.md has
 /// recorded since the first protocol bench.
@@ -35,14 +57,15 @@ fn codecs(c: &mut Criterion) {
         .map(|(name, events)| (name.clone(), encode_events(events)))
         .collect();
     let total: usize = payloads.iter().map(|p| p.1.len()).sum();
-    let packed: Vec<Vec<Vec<u8>>> = Codec::ALL
+    let packed: Vec<Vec<Vec<u8>>> = SETTINGS
         .iter()
-        .map(|codec| {
+        .map(|&setting| {
+            let (_, mut c) = compressor(setting);
             payloads
                 .iter()
                 .map(|(_, p)| {
                     let mut out = Vec::new();
-                    codec.compress(p, &mut out);
+                    c.compress(p, &mut out);
                     out
                 })
                 .collect()
@@ -52,18 +75,20 @@ fn codecs(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("codec_corpus");
     g.throughput(Throughput::Bytes(total as u64));
-    for (codec, packed) in Codec::ALL.iter().zip(&packed) {
-        g.bench_function(format!("compress_{codec}"), |b| {
+    for (&setting, packed) in SETTINGS.iter().zip(&packed) {
+        let (name, mut c) = compressor(setting);
+        let codec = c.codec();
+        g.bench_function(format!("compress_{name}"), |b| {
             let mut out = Vec::with_capacity(2 << 20);
             b.iter(|| {
                 for (_, p) in &payloads {
                     out.clear();
-                    codec.compress(p, &mut out);
+                    c.compress(p, &mut out);
                 }
                 out.len()
             })
         });
-        g.bench_function(format!("decompress_{codec}"), |b| {
+        g.bench_function(format!("decompress_{name}"), |b| {
             b.iter(|| {
                 let mut n = 0;
                 for ((_, p), z) in payloads.iter().zip(packed) {
@@ -81,8 +106,8 @@ fn report_sizes(payloads: &[(String, Vec<u8>)], packed: &[Vec<Vec<u8>>]) {
     let mut names: Vec<&str> = payloads.iter().map(|p| p.0.as_str()).collect();
     names.dedup();
     print!("{:<14}{:>12}", "sample", "payload B");
-    for codec in Codec::ALL {
-        print!("{:>9}", codec.as_str());
+    for &setting in &SETTINGS {
+        print!("{:>9}", compressor(setting).0);
     }
     println!();
     let sum = |name: Option<&str>, sizes: &mut dyn Iterator<Item = (&String, usize)>| -> usize {
@@ -106,7 +131,8 @@ fn report_sizes(payloads: &[(String, Vec<u8>)], packed: &[Vec<Vec<u8>>]) {
         }
         println!();
     }
-    for (codec, per_codec) in Codec::ALL.iter().zip(packed) {
+    for (&setting, per_codec) in SETTINGS.iter().zip(packed) {
+        let codec = compressor(setting).0;
         let raw: usize = payloads.iter().map(|p| p.1.len()).sum();
         let z: usize = per_codec.iter().map(Vec::len).sum();
         println!(
@@ -128,6 +154,7 @@ fn frames(c: &mut Criterion) {
     let mut g = c.benchmark_group("frame_corpus");
     g.throughput(Throughput::Elements(events as u64));
     for codec in Codec::ALL {
+        let mut c = Compressor::new(codec, None).unwrap();
         g.bench_function(format!("encode_{codec}"), |b| {
             let mut payload = Vec::with_capacity(1 << 20);
             b.iter(|| {
@@ -137,7 +164,8 @@ fn frames(c: &mut Criterion) {
                     for e in batch {
                         encode_event(e, &mut payload);
                     }
-                    let frame = encode_frame(codec, 1, seq as u64, batch.len() as u32, &payload);
+                    let frame =
+                        encode_frame_with(&mut c, 1, seq as u64, batch.len() as u32, &payload);
                     bytes += frame.len();
                 }
                 bytes
@@ -147,8 +175,8 @@ fn frames(c: &mut Criterion) {
             .iter()
             .enumerate()
             .map(|(seq, (_, batch))| {
-                encode_frame(
-                    codec,
+                encode_frame_with(
+                    &mut c,
                     1,
                     seq as u64,
                     batch.len() as u32,

@@ -224,6 +224,7 @@ pub async fn run_reloadable(
             max_batch_bytes: b.max_batch_bytes,
             flush_interval: Duration::from_millis(b.flush_interval_ms),
             codec: b.compression,
+            compression_level: b.compression_level,
             stream_id,
             first_sequence: 1,
         },

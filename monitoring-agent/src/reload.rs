@@ -87,6 +87,10 @@ pub fn diff(running: &AgentConfig, new: &AgentConfig) -> Changes {
             ab.max_batch_bytes != bb.max_batch_bytes,
         ),
         ("buffer.compression", ab.compression != bb.compression),
+        (
+            "buffer.compression_level",
+            ab.compression_level != bb.compression_level,
+        ),
         ("buffer.when_full", ab.when_full != bb.when_full),
         ("buffer.disk", ab.disk != bb.disk),
         ("state.dir", a.state.dir != b.state.dir),
@@ -359,6 +363,7 @@ max_in_flight = 2
 [buffer]
 max_events = 5
 compression = \"zstd\"
+compression_level = 6
 [buffer.disk]
 path = \"/var/lib/agent/spool\"
 [state]
@@ -383,6 +388,7 @@ system_interval_secs = 10
                 "collector.max_in_flight",
                 "buffer.max_events",
                 "buffer.compression",
+                "buffer.compression_level",
                 "buffer.disk",
                 "state.dir",
                 "control.listen",

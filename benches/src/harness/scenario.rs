@@ -23,7 +23,7 @@ pub enum Scenario {
         store: Store,
         /// How many files the lines are spread over.
         files: usize,
-        /// The agent's codec.
+        /// The agent's codec, with `-N` for a level other than its default.
         codec: &'static str,
         /// Lines in all.
         lines: u64,
@@ -59,7 +59,7 @@ pub fn all(scale: f64) -> Vec<(String, Scenario)> {
     let lines = |n: f64| ((n * scale) as u64).max(1_000);
     let secs = |n: f64| ((n * scale) as u64).max(2);
     let mut list = Vec::new();
-    for codec in ["none", "snappy", "lz4", "gzip", "zstd"] {
+    for codec in ["none", "snappy", "lz4", "gzip", "zstd", "zstd-6"] {
         list.push((
             format!("blackhole-1file-{codec}"),
             Scenario::Throughput {

@@ -156,7 +156,7 @@ fn api_token(config: &Path) -> Result<String> {
 /// How the agent under test is set up.
 #[derive(Debug, Clone)]
 pub struct AgentSetup {
-    /// `[buffer] compression`.
+    /// `[buffer] compression`, with `-N` for `compression_level = N` (`"zstd-6"`).
     pub codec: &'static str,
     /// `[buffer] flush_interval_ms`, or the default.
     pub flush_interval_ms: Option<u64>,
@@ -180,6 +180,12 @@ impl Agent {
             .flush_interval_ms
             .map(|ms| format!("flush_interval_ms = {ms}\n"))
             .unwrap_or_default();
+        let compression = match setup.codec.split_once('-') {
+            Some((codec, level)) => {
+                format!("compression = {codec:?}\ncompression_level = {level}\n")
+            }
+            None => format!("compression = {:?}\n", setup.codec),
+        };
         let logs = match &setup.files {
             Some(glob) => format!(
                 "[collectors.logs]\nfiles = [{glob:?}]\nread_from = \"beginning\"\n\n\
@@ -192,9 +198,8 @@ impl Agent {
             &config,
             format!(
                 "[agent]\nid = \"bench\"\n\n[collector]\nendpoint = {endpoint:?}\n\n\
-                 [buffer]\ncompression = {codec:?}\n{flush}\n[state]\ndir = {state:?}\n\n\
+                 [buffer]\n{compression}{flush}\n[state]\ndir = {state:?}\n\n\
                  {logs}\n[control]\nlisten = \"127.0.0.1:{control}\"\n",
-                codec = setup.codec,
                 state = dir.join("state"),
             ),
         )?;

@@ -68,6 +68,7 @@ pub fn start_many(urls: Vec<String>, o: Options) -> Pipeline {
             max_batch_bytes: o.max_batch_bytes,
             flush_interval: o.flush_interval,
             codec: o.codec,
+            compression_level: None,
             stream_id: 0xA11CE,
             first_sequence: 1,
         },

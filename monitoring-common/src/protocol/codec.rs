@@ -6,10 +6,12 @@
 //! declared length.
 
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+
+use super::compressor::Compressor;
 
 /// Compression applied to a frame's payload. The discriminant is the wire code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -48,6 +50,21 @@ pub enum CodecError {
         declared: usize,
         /// What it inflated to.
         actual: usize,
+    },
+    /// A level was configured for a codec that has none.
+    #[error("{0} takes no compression level")]
+    NoLevels(Codec),
+    /// The level is outside the codec's range.
+    #[error("compression level {level} is out of range for {codec} ({min} to {max})")]
+    Level {
+        /// The codec.
+        codec: Codec,
+        /// The level asked for.
+        level: i32,
+        /// Its lowest level.
+        min: i32,
+        /// Its highest level.
+        max: i32,
     },
     /// The compressed data is corrupt.
     #[error("corrupt {codec} payload: {message}")]
@@ -93,43 +110,12 @@ impl Codec {
         }
     }
 
-    /// Compresses `input`, appending to `out`.
+    /// Compresses `input` at the codec's default level, appending to `out`. To
+    /// compress many payloads, or at another level, keep a [`Compressor`].
     pub fn compress(self, input: &[u8], out: &mut Vec<u8>) {
-        match self {
-            Codec::None => out.extend_from_slice(input),
-            Codec::Snappy => {
-                let start = out.len();
-                out.resize(start + snap::raw::max_compress_len(input.len()), 0);
-                // Compressing into a buffer of max_compress_len cannot fail.
-                let n = snap::raw::Encoder::new()
-                    .compress(input, &mut out[start..])
-                    .unwrap_or(0);
-                out.truncate(start + n);
-            }
-            Codec::Lz4 => {
-                let start = out.len();
-                out.resize(
-                    start + lz4_flex::block::get_maximum_output_size(input.len()),
-                    0,
-                );
-                let n = lz4_flex::block::compress_into(input, &mut out[start..]).unwrap_or(0);
-                out.truncate(start + n);
-            }
-            Codec::Gzip => {
-                let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
-                enc.write_all(input)
-                    .and_then(|()| enc.try_finish())
-                    .expect("writing to a Vec cannot fail");
-            }
-            Codec::Zstd => {
-                // Level 3 is zstd's default: most of the ratio at a fraction of the cost.
-                let mut enc = zstd::stream::write::Encoder::new(out, 3)
-                    .expect("level 3 is valid and a Vec writer cannot fail");
-                enc.write_all(input)
-                    .and_then(|()| enc.do_finish())
-                    .expect("writing to a Vec cannot fail");
-            }
-        }
+        Compressor::new(self, None)
+            .expect("the default level is valid")
+            .compress(input, out);
     }
 
     /// Decompresses `input`, which must inflate to exactly `declared` bytes.

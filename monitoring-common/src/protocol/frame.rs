@@ -17,6 +17,7 @@
 use crate::event::Event;
 
 use super::codec::{Codec, CodecError};
+use super::compressor::Compressor;
 use super::payload::{self, PayloadError};
 use super::{Limits, PROTOCOL_VERSION};
 
@@ -187,10 +188,9 @@ impl FrameHeader {
     }
 }
 
-/// Builds a complete frame from an already encoded payload (see [`payload::encode_event`]).
-///
-/// # Panics
-/// Never for payloads under 4 GiB; the agent's batch limits keep them far below.
+/// Builds a complete frame from an already encoded payload (see [`payload::encode_event`]),
+/// compressed at the codec's default level. The agent keeps a [`Compressor`] and calls
+/// [`encode_frame_with`].
 pub fn encode_frame(
     codec: Codec,
     stream_id: u64,
@@ -198,9 +198,24 @@ pub fn encode_frame(
     event_count: u32,
     payload: &[u8],
 ) -> Vec<u8> {
+    let mut compressor = Compressor::new(codec, None).expect("the default level is valid");
+    encode_frame_with(&mut compressor, stream_id, sequence, event_count, payload)
+}
+
+/// Builds a complete frame from an already encoded payload with `compressor`.
+///
+/// # Panics
+/// Never for payloads under 4 GiB; the agent's batch limits keep them far below.
+pub fn encode_frame_with(
+    compressor: &mut Compressor,
+    stream_id: u64,
+    sequence: u64,
+    event_count: u32,
+    payload: &[u8],
+) -> Vec<u8> {
     let header = FrameHeader {
         version: PROTOCOL_VERSION,
-        codec,
+        codec: compressor.codec(),
         stream_id,
         sequence,
         event_count,
@@ -208,7 +223,7 @@ pub fn encode_frame(
     };
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len() / 2 + 64);
     header.write(&mut out);
-    codec.compress(payload, &mut out);
+    compressor.compress(payload, &mut out);
     out
 }
 

@@ -10,6 +10,7 @@
 
 pub mod ack;
 pub mod codec;
+pub mod compressor;
 pub mod frame;
 pub mod payload;
 
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 pub use ack::{Ack, AckStatus};
 pub use codec::Codec;
+pub use compressor::Compressor;
 pub use frame::{Frame, FrameError, FrameHeader};
 
 /// The protocol version this crate speaks.

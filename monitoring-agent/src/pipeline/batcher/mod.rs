@@ -21,12 +21,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use monitoring_common::protocol::Codec;
-use monitoring_common::protocol::frame::encode_frame;
+use monitoring_common::protocol::frame::encode_frame_with;
+use monitoring_common::protocol::{Codec, Compressor};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Bytes;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::{DeliveryIdle, Envelope, SourceCounts, SourceProgress};
 use crate::buffer::RingBuffer;
@@ -43,6 +43,8 @@ pub struct BatcherConfig {
     pub flush_interval: Duration,
     /// Payload compression.
     pub codec: Codec,
+    /// The codec's level (`None`: its default); see [`Codec::levels`].
+    pub compression_level: Option<i32>,
     /// The stream id of this agent process, in every frame header.
     pub stream_id: u64,
     /// Sequence number of the first batch; each next batch has one more.
@@ -114,6 +116,8 @@ struct Open {
     /// Index in `marks` of the last source seen: events of one source come in runs.
     last_mark: Option<usize>,
     deadline: Option<Instant>,
+    /// Kept for the batcher's life: zstd reuses its context from batch to batch.
+    compressor: Compressor,
     metrics: BatcherMetrics,
 }
 
@@ -176,8 +180,8 @@ impl Open {
     fn take(&mut self) -> Batch {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
-        let frame = encode_frame(
-            self.config.codec,
+        let frame = encode_frame_with(
+            &mut self.compressor,
             self.config.stream_id,
             sequence,
             self.count,
@@ -255,6 +259,12 @@ pub async fn run(
             .get_or_create(&[("reason", reason.as_str())])
             .inc_by(0);
     }
+    let compressor =
+        Compressor::new(config.codec, config.compression_level).unwrap_or_else(|error| {
+            // The configuration's validation refuses such levels; this is the fallback.
+            warn!(message = "Compression level refused; the codec's default is used.", %error);
+            Compressor::new(config.codec, None).expect("the default level is valid")
+        });
     let mut open = Open {
         config,
         next_sequence: config.first_sequence,
@@ -264,6 +274,7 @@ pub async fn run(
         marks: Vec::new(),
         last_mark: None,
         deadline: None,
+        compressor,
         metrics,
     };
     let mut chunk = Vec::with_capacity(config.max_batch_events.min(1024));

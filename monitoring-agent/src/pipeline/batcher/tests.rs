@@ -18,6 +18,7 @@ fn config(events: usize, bytes: usize, interval_ms: u64) -> BatcherConfig {
         max_batch_bytes: bytes,
         flush_interval: Duration::from_millis(interval_ms),
         codec: Codec::Lz4,
+        compression_level: None,
         stream_id: 42,
         first_sequence: 1,
     }
@@ -203,6 +204,47 @@ async fn frames_carry_the_configured_codec_and_stream() {
         assert_eq!(frame.header.codec, codec);
         assert_eq!(frame.header.stream_id, 42);
     }
+}
+
+#[tokio::test]
+async fn a_configured_level_is_used_for_every_batch() {
+    // Lines with enough repetition at a distance that zstd's levels differ in size.
+    let line = |i: usize| {
+        let text = format!(
+            "{i:06} user{} GET /api/v1/items/{} 200 {}",
+            i % 37,
+            i * 7919 % 1000,
+            i % 13
+        );
+        Envelope::untracked(Source::File, Event::log(i as i64, "t", text))
+    };
+    let mut sizes = Vec::new();
+    for level in [Some(1), Some(19)] {
+        let (buffer, mut rx, task) = start(BatcherConfig {
+            codec: Codec::Zstd,
+            compression_level: level,
+            ..config(500, 1 << 20, 60_000)
+        });
+        for i in 0..1500 {
+            buffer.send(line(i)).await.unwrap();
+        }
+        buffer.close();
+        task.await.unwrap();
+        let mut total = 0;
+        let mut count = 0;
+        while let Some(b) = rx.recv().await {
+            let frame = decode_frame(&b.frame, &Limits::default()).unwrap();
+            assert_eq!(frame.events.len(), 500);
+            total += b.frame.len();
+            count += 1;
+        }
+        assert_eq!(count, 3);
+        sizes.push(total);
+    }
+    assert!(
+        sizes[1] < sizes[0],
+        "level 19 not smaller than 1: {sizes:?}"
+    );
 }
 
 #[tokio::test]
