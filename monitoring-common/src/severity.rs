@@ -8,7 +8,9 @@
 //!    So `INFO instruction cache parity error corrected` is info, not an error.
 //! 2. Otherwise the most severe keyword found anywhere in the first
 //!    [`SCAN_BYTES`]: emerg, alert, crit/critical/fatal/panic, err/error/exception,
-//!    fail/failed/failure, warn/warning, and their case variants.
+//!    fail/failed/failure, warn/warning, and their case variants, unless the word is
+//!    part of a name (joined by `-`, `_`, `/` or a digit: `libgpg-error-dev`,
+//!    `error_count=0`, `non-fatal`).
 //!
 //! A line with neither has no severity (`None`): the caller decides what that means.
 
@@ -130,7 +132,10 @@ fn android_level(text: &str) -> Option<Severity> {
 
 fn keywords(text: &str) -> Option<Severity> {
     let mut best: Option<Severity> = None;
-    for (_, word, _) in words(text) {
+    for (before, word, after) in words(text) {
+        if joins(before) || joins(after) {
+            continue;
+        }
         let found = level_word(word)
             .filter(|s| *s <= Severity::Warning)
             .or_else(|| keyword(word));
@@ -144,6 +149,11 @@ fn keywords(text: &str) -> Option<Severity> {
         }
     }
     best
+}
+
+/// Whether a byte next to a word makes the word part of a longer name.
+fn joins(byte: u8) -> bool {
+    matches!(byte, b'-' | b'_' | b'/') || byte.is_ascii_digit()
 }
 
 /// Words that suggest a severity without being a level name.
@@ -250,6 +260,17 @@ mod tests {
             ("Accepted password for root from 1.2.3.4", None),
             ("the terrorist threat level is low", None),
             ("informational: nothing happened", None),
+            (
+                "2025-06-24 10:00:01 status installed libgpg-error-dev:amd64 1.46-1",
+                None,
+            ),
+            ("retries done, error_count=0", None),
+            ("non-fatal: cache miss", None),
+            (
+                "open /var/log/nginx/error.log failed",
+                Some(Severity::Error),
+            ),
+            ("job ended: error.", Some(Severity::Error)),
         ];
         for (line, want) in cases {
             assert_eq!(detect(line), want, "{line}");
