@@ -73,3 +73,45 @@ fn host_metrics_and_inventory_appear_within_two_intervals() {
     assert!(me["last_seen"].as_str().is_some(), "{me}");
     assert_eq!(me["status"], "online");
 }
+
+/// The lines an agent reads at start, before its first host metrics sample, are
+/// labelled with its host like every later line.
+#[test]
+fn lines_read_before_the_first_sample_carry_the_host_label() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("early.log");
+    let lines: String = (0..2_000).map(|i| format!("early line {i:05}\n")).collect();
+    std::fs::write(&log, lines).unwrap();
+    let collector = Collector::start(tmp.path()).unwrap();
+    let opts = AgentOptions {
+        files: vec![log.display().to_string()],
+        host_metrics: true,
+        system_interval_secs: 60,
+        flush_interval_ms: 10,
+        ..AgentOptions::default()
+    };
+    let agent = Agent::start(tmp.path(), "early-host", &collector.endpoint(), &opts).unwrap();
+    let url = "/api/v1/logs?agent=early-host&limit=10000&from=0";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let logs = loop {
+        let page = collector.get(url).unwrap();
+        let logs = page["logs"].as_array().cloned().unwrap_or_default();
+        if logs.len() >= 2_000 || Instant::now() > deadline {
+            break logs;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(logs.len(), 2_000, "agent log:\n{}", agent.log());
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let unlabelled: Vec<&serde_json::Value> = logs
+        .iter()
+        .filter(|l| l["labels"]["host"] != hostname.trim())
+        .collect();
+    assert!(
+        unlabelled.is_empty(),
+        "{} of 2000 lines without host {:?}, first: {}",
+        unlabelled.len(),
+        hostname.trim(),
+        unlabelled[0]
+    );
+}

@@ -37,6 +37,7 @@ use crate::buffer::disk::{self, SpoolOptions};
 use crate::collectors::logs::file::FileReloader;
 use crate::collectors::logs::journald::{self, JournaldError};
 use crate::collectors::logs::{self, FileSourceError};
+use crate::collectors::metrics::host;
 use crate::collectors::sampled::SampledSources;
 use crate::config::AgentConfig;
 use crate::control::{self, ControlState};
@@ -280,6 +281,9 @@ pub async fn run_reloadable(
         ));
         (task, reloader)
     };
+    if config.collectors.metrics.enabled {
+        host::announce(&config.agent.tags, &buffer);
+    }
     let (task, mut files_reloader) = spawn_files(&config);
     let mut files_task: Option<JoinHandle<Result<(), FileSourceError>>> = Some(task);
     // The journald source is not reloaded: a change of its table needs a restart.

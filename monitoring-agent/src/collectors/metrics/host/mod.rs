@@ -28,7 +28,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-pub use sample::{HostError, HostSampler, SOURCE};
+pub use sample::{HostError, HostSampler, SOURCE, info_event, info_labels};
 
 use super::MetricsConfig;
 use crate::buffer::{RingBuffer, TrySendOutcome};
@@ -48,6 +48,16 @@ pub enum HostSourceError {
     /// A sampling task panicked or was cancelled by the runtime.
     #[error("the host metrics sampling task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+}
+
+/// Puts one `host_info` sample into `output` at once. The collector labels an
+/// agent's log lines with the host its latest `host_info` names, so the agent calls
+/// this before its log sources start: the lines of the start-up burst, read before
+/// the first full sample, are labelled too.
+pub fn announce(tags: &Labels, output: &RingBuffer) {
+    let event = info_event(info_labels(tags));
+    // An empty buffer at start takes it; a full one (a reload) will get the next sample.
+    let _ = offer(output, Source::HostMetrics, vec![event]);
 }
 
 /// Samples until `stop` is cancelled or the buffer is closed.
@@ -112,6 +122,8 @@ pub async fn run(
 #[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::*;
+    use monitoring_common::EventKind;
+
     use crate::buffer::WhenFull;
     use crate::telemetry::{DropReason, Telemetry};
 
@@ -138,6 +150,24 @@ mod tests {
         stop.cancel();
         task.await.unwrap().unwrap();
         assert_eq!(t.host.collections.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_announcement_is_one_host_info_with_tags_and_hostname() {
+        let t = Telemetry::new();
+        let buffer = RingBuffer::new(10, WhenFull::Block, t.buffer.clone());
+        let tags = Labels::from([("env".to_string(), "prod".to_string())]);
+        announce(&tags, &buffer);
+        let mut out = Vec::new();
+        assert_eq!(buffer.recv_many(&mut out, 10).await, Some(1));
+        let event = out[0].to_event().unwrap();
+        let EventKind::Metric(metric) = &event.kind else {
+            panic!("not a metric: {event:?}");
+        };
+        assert_eq!(metric.name, "host_info");
+        assert_eq!(event.labels["env"], "prod");
+        assert!(!event.labels["hostname"].is_empty());
+        assert_eq!(out[0].source, Source::HostMetrics);
     }
 
     #[tokio::test]

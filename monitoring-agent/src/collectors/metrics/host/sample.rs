@@ -85,6 +85,30 @@ impl std::fmt::Debug for HostSampler {
     }
 }
 
+/// The labels of `host_info`: the agent's tags, then its host's inventory.
+pub fn info_labels(tags: &Labels) -> Labels {
+    let unknown = |r: Result<String, sysinfo::Error>| r.unwrap_or_else(|_| "unknown".to_string());
+    let mut info = tags.clone();
+    info.insert("hostname".into(), unknown(System::host_name()));
+    info.insert("os".into(), unknown(System::name()));
+    info.insert("os_version".into(), unknown(System::os_version()));
+    info.insert("kernel_version".into(), unknown(System::kernel_version()));
+    info.insert("arch".into(), System::cpu_arch());
+    info.insert("agent_version".into(), env!("CARGO_PKG_VERSION").into());
+    info
+}
+
+/// A `host_info` sample taken now.
+pub fn info_event(info: Labels) -> Event {
+    Event::metric(
+        now_ns(),
+        SOURCE,
+        "host_info",
+        info,
+        MetricValue::Gauge { value: 1.0 },
+    )
+}
+
 impl HostSampler {
     /// A sampler that adds `tags` to every event and reports the `top_processes`
     /// busiest processes, and TCP connections in every state if `tcp_states`. Takes
@@ -101,15 +125,7 @@ impl HostSampler {
         let disks = Disks::new().map_err(err("disks"))?;
         let networks = Networks::new_with_refreshed_list().map_err(err("network interfaces"))?;
         let previous_net = net_totals(&networks);
-        let unknown =
-            |r: Result<String, sysinfo::Error>| r.unwrap_or_else(|_| "unknown".to_string());
-        let mut info = tags.clone();
-        info.insert("hostname".into(), unknown(System::host_name()));
-        info.insert("os".into(), unknown(System::name()));
-        info.insert("os_version".into(), unknown(System::os_version()));
-        info.insert("kernel_version".into(), unknown(System::kernel_version()));
-        info.insert("arch".into(), System::cpu_arch());
-        info.insert("agent_version".into(), env!("CARGO_PKG_VERSION").into());
+        let info = info_labels(&tags);
         Ok(HostSampler {
             system,
             disks,
