@@ -56,8 +56,13 @@ pub enum HostSourceError {
 /// the first full sample, are labelled too.
 pub fn announce(tags: &Labels, output: &RingBuffer) {
     let event = info_event(info_labels(tags));
-    // An empty buffer at start takes it; a full one (a reload) will get the next sample.
-    let _ = offer(output, Source::HostMetrics, vec![event]);
+    // The buffer is empty at start; if not, the first sample carries the same labels.
+    if !matches!(
+        offer(output, Source::HostMetrics, vec![event]),
+        Ok(TrySendOutcome::Sent)
+    ) {
+        debug!(message = "No room for the host_info announcement; the first sample has it.");
+    }
 }
 
 /// Samples until `stop` is cancelled or the buffer is closed.
