@@ -1,7 +1,9 @@
 //! End to end with the PostgreSQL store: two collectors started together on one
 //! database (the schema is made once), an agent shipping to the first while every
 //! connection to the database is terminated again and again, and every line read
-//! back through the second. Nothing is lost, and no collector restarts.
+//! back through the second. Nothing is lost, and no collector restarts. And a
+//! collector started while PostgreSQL does not answer: it serves anyway and opens
+//! the store once the server does.
 
 #![allow(clippy::unwrap_used)] // Tests may unwrap.
 
@@ -9,9 +11,11 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use std::net::{SocketAddr, ToSocketAddrs};
+
 use monitoring_e2e::{
-    Agent, AgentOptions, Collector, CollectorOptions, ContinuousWriter, PgDatabase, blocking_get,
-    collector_metric, loghub_lines, wait_for_all,
+    Agent, AgentOptions, Collector, CollectorOptions, ContinuousWriter, Gate, LineWriter,
+    PgDatabase, Proxy, blocking_get, collector_metric, loghub_lines, numbered_line, wait_for_all,
 };
 
 const DEADLINE: Duration = Duration::from_secs(90);
@@ -116,4 +120,77 @@ fn two_collectors_share_postgres_through_terminated_connections() {
         .map(|c| c.log().matches("Opened PostgreSQL store").count())
         .sum::<usize>();
     assert_eq!(opened, 2, "both collectors opened the store");
+}
+
+/// The `host:port` of a `postgres://user@host:port/db` URL, resolved.
+fn server_of(url: &str) -> (String, SocketAddr) {
+    let rest = &url[url.find("://").map_or(0, |i| i + 3)..];
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let host_port = authority.rsplit('@').next().unwrap().to_string();
+    let addr = host_port.to_socket_addrs().unwrap().next().unwrap();
+    (host_port, addr)
+}
+
+#[test]
+fn a_collector_started_before_postgres_opens_the_store_when_it_answers() {
+    let db = PgDatabase::create("late").unwrap();
+    let (host_port, upstream) = server_of(&db.url);
+    // Connections through the proxy are closed at once: a server that is down.
+    let proxy = Proxy::start(upstream).unwrap();
+    proxy.set_gate(Gate::Refuse);
+    let url = db
+        .url
+        .replacen(&host_port, &format!("127.0.0.1:{}", proxy.port()), 1);
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = CollectorOptions {
+        store: format!(
+            "backend = \"postgres\"\nurl = \"{url}\"\nread_pool_size = 2\ntimeout_ms = 3000"
+        ),
+        ..CollectorOptions::default()
+    };
+    let mut collector = Collector::start_opts(tmp.path(), &opts).unwrap();
+    let (status, body) = blocking_get(&format!("{}/ready", collector.api())).unwrap();
+    assert_eq!(status, 503, "/ready before the store opens: {body}");
+    assert!(body.contains("not open yet"), "{body}");
+
+    let app = tmp.path().join("app.log");
+    let total = 1_000;
+    let corpus = loghub_lines();
+    LineWriter::open(&app)
+        .unwrap()
+        .write_lines((0..total).map(|n| numbered_line(&corpus, n)))
+        .unwrap();
+    let options = AgentOptions {
+        files: vec![app.display().to_string()],
+        ..AgentOptions::default()
+    };
+    let agent = Agent::start(tmp.path(), "late-pg", &collector.endpoint(), &options).unwrap();
+    let retried = || {
+        collector_metric(
+            &collector,
+            "monitoring_ingest_batches_retried",
+            Some("reason=\"store\""),
+        )
+        .unwrap_or(0.0)
+    };
+    monitoring_e2e::wait_until("batches answered retry-later", DEADLINE, || retried() > 0.0)
+        .unwrap();
+
+    proxy.set_gate(Gate::Open);
+    let ready = || {
+        blocking_get(&format!("{}/ready", collector.api())).is_ok_and(|(status, _)| status == 200)
+    };
+    monitoring_e2e::wait_until("the store to open", DEADLINE, ready).unwrap();
+    let t = wait_for_all(&collector, total, DEADLINE).unwrap();
+    assert!(
+        t.missing.is_empty() && t.duplicates == 0,
+        "lost {}, duplicates {}; agent log:\n{}\ncollector log:\n{}",
+        t.missing.len(),
+        t.duplicates,
+        agent.log(),
+        collector.log(),
+    );
+    assert_serves(&mut collector, "late");
+    let log = collector.log();
+    assert!(log.contains("The store is open."), "{log}");
 }

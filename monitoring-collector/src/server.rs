@@ -76,19 +76,22 @@ pub enum RunError {
     },
 }
 
-/// Opens the configured store (blocking work, done on the blocking pool).
+/// Opens the configured store (blocking work, done on the blocking pool). A database
+/// server that does not answer yet does not fail the start: see
+/// [`crate::storage::deferred`].
 pub async fn open_store(config: &StorageConfig) -> Result<Arc<dyn Store>, RunError> {
     let path = match config.backend {
         StorageBackend::Sqlite => config.path.clone(),
         _ => PathBuf::from(config.backend.as_str()),
     };
     let config = config.clone();
-    let opened = tokio::task::spawn_blocking(move || crate::storage::open(&config))
-        .await
-        .map_err(|e| StorageError::Io {
-            context: "opening the store".into(),
-            source: std::io::Error::other(e.to_string()),
-        });
+    let opened =
+        tokio::task::spawn_blocking(move || crate::storage::deferred::open_or_defer(&config))
+            .await
+            .map_err(|e| StorageError::Io {
+                context: "opening the store".into(),
+                source: std::io::Error::other(e.to_string()),
+            });
     opened
         .and_then(|r| r)
         .map_err(|source| RunError::Storage { path, source })

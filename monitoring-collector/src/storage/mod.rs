@@ -11,6 +11,7 @@ pub mod config;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 pub(crate) mod conformance;
+pub mod deferred;
 mod in_flight;
 pub mod inventory;
 pub mod none;
@@ -73,6 +74,15 @@ pub enum StorageError {
     /// A query that cannot be answered as asked (bad cursor...). Maps to HTTP 400.
     #[error("{0}")]
     BadQuery(String),
+    /// The store is not open yet: its database server was down at start and the
+    /// collector keeps trying ([`deferred`]). Maps to HTTP 503.
+    #[error("the {backend} store is not open yet (retrying): {last_error}")]
+    Unavailable {
+        /// `postgres` or `clickhouse`.
+        backend: &'static str,
+        /// Why the last attempt failed.
+        last_error: String,
+    },
 }
 
 /// Sort order of log results.

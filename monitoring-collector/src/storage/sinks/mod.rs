@@ -168,7 +168,8 @@ pub fn build(index: usize, config: &SinkConfig) -> Result<Arc<dyn Sink>, BuildEr
 }
 
 /// Opens the store a `postgres` or `clickhouse` sink writes to, with that primary
-/// store's schema.
+/// store's schema; if its server does not answer yet, the sink fails its writes
+/// until it does ([`crate::storage::deferred`]).
 fn open_store(index: usize, config: &SinkConfig) -> Result<Arc<dyn Store>, BuildError> {
     let setup = |message: String| BuildError::Setup {
         index,
@@ -178,7 +179,7 @@ fn open_store(index: usize, config: &SinkConfig) -> Result<Arc<dyn Store>, Build
     let storage = config
         .store_config()
         .ok_or_else(|| setup("not a store sink".into()))?;
-    crate::storage::open(&storage).map_err(|e| setup(e.to_string()))
+    crate::storage::deferred::open_or_defer(&storage).map_err(|e| setup(e.to_string()))
 }
 
 /// Another [`Store`] written as a sink (`postgres`, `clickhouse`): each batch is
