@@ -189,20 +189,31 @@ async fn host_metrics_flow_and_health_reports_the_connection() {
 
     let conn = collector.next_connection(10).await;
     assert_eq!(conn.agent_id.as_deref(), Some("agent-under-test"));
-    let f = collector.next_frame(10).await;
-    let names: Vec<String> = f
-        .frame
-        .events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::Metric(m) => Some(m.name.clone()),
-            _ => None,
-        })
-        .collect();
-    assert!(
-        names.iter().any(|n| n == "host_cpu_usage_percent"),
-        "{names:?}"
+    let metric_names = |f: &common::Received| -> Vec<String> {
+        f.frame
+            .events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Metric(m) => Some(m.name.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    // host_info comes first, announced before any source starts; the first full
+    // sample follows a second later (in the same batch or the next).
+    let mut f = collector.next_frame(10).await;
+    assert_eq!(
+        metric_names(&f).first().map(String::as_str),
+        Some("host_info")
     );
+    while !metric_names(&f)
+        .iter()
+        .any(|n| n == "host_cpu_usage_percent")
+    {
+        f.ok();
+        f = collector.next_frame(10).await;
+    }
+    let names = metric_names(&f);
     assert!(names.iter().any(|n| n == "host_info"), "{names:?}");
     assert!(
         f.frame
