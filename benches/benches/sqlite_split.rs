@@ -56,10 +56,11 @@ impl Schema {
     }
 }
 
-/// The FTS5 table replaced by a view that discards what the write path indexes, so
+/// The FTS5 table replaced by a view (with the hidden columns its `merge` command
+/// names) that discards what the write path indexes and merges, so
 /// the store's statements still prepare.
 const NO_FTS: &str = "DROP TABLE logs_fts;
-    CREATE VIEW logs_fts (rowid, message) AS SELECT 0, '' WHERE 0;
+    CREATE VIEW logs_fts (rowid, message, logs_fts, rank) AS SELECT 0, '', '', 0 WHERE 0;
     CREATE TRIGGER logs_fts_discard INSTEAD OF INSERT ON logs_fts BEGIN SELECT 1; END;";
 
 fn batch(sequence: u64, events: Vec<Event>) -> IngestBatch {

@@ -3,7 +3,8 @@
 //! does, into sqlite (a temp dir), PostgreSQL and ClickHouse (fresh databases on the
 //! servers `scripts/services.sh start` runs; MONITORING_TEST_POSTGRES_URL /
 //! MONITORING_TEST_CLICKHOUSE_URL override them). Each iteration is a new batch, so
-//! the dedup check and the growing tables are part of what is measured.
+//! the dedup check and the growing tables are part of what is measured; its events
+//! are stamped with the time the batch is made.
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -98,12 +99,21 @@ fn commits(c: &mut Criterion) {
                 b.iter_batched(
                     || {
                         sequence += 1;
+                        // Stamped now, as the agent stamps lines when it reads them:
+                        // the same stamps in every batch would make each commit
+                        // insert all over the time indexes instead of at their end
+                        // (14 -> 65 ms per sqlite batch over 150 batches).
+                        let now = monitoring_common::event::now_ns();
+                        let mut events = events.clone();
+                        for e in &mut events {
+                            e.timestamp_ns = now;
+                        }
                         IngestBatch {
                             agent_id: Arc::from("bench"),
                             stream_id: if kind == "logs" { 1 } else { 2 },
                             sequence,
-                            received_ns: monitoring_common::event::now_ns(),
-                            events: events.clone(),
+                            received_ns: now,
+                            events,
                         }
                     },
                     |batch| store.commit(&batch).unwrap(),
