@@ -14,7 +14,6 @@ use std::time::Duration;
 use common::TestCollector;
 use monitoring_agent::config::AgentConfig;
 use monitoring_agent::telemetry::Telemetry;
-use monitoring_common::EventKind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -189,31 +188,22 @@ async fn host_metrics_flow_and_health_reports_the_connection() {
 
     let conn = collector.next_connection(10).await;
     assert_eq!(conn.agent_id.as_deref(), Some("agent-under-test"));
-    let metric_names = |f: &common::Received| -> Vec<String> {
-        f.frame
-            .events
-            .iter()
-            .filter_map(|e| match &e.kind {
-                EventKind::Metric(m) => Some(m.name.clone()),
-                _ => None,
-            })
-            .collect()
-    };
     // host_info comes first, announced before any source starts; the first full
     // sample follows a second later (in the same batch or the next).
     let mut f = collector.next_frame(10).await;
     assert_eq!(
-        metric_names(&f).first().map(String::as_str),
+        f.metric_names().first().map(String::as_str),
         Some("host_info")
     );
-    while !metric_names(&f)
+    while !f
+        .metric_names()
         .iter()
         .any(|n| n == "host_cpu_usage_percent")
     {
         f.ok();
         f = collector.next_frame(10).await;
     }
-    let names = metric_names(&f);
+    let names = f.metric_names();
     assert!(names.iter().any(|n| n == "host_info"), "{names:?}");
     assert!(
         f.frame

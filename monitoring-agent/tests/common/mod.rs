@@ -81,6 +81,18 @@ impl Received {
         self.tx.send(Command::Disconnect).ok();
     }
 
+    /// The names of the metric samples in the frame.
+    pub fn metric_names(&self) -> Vec<String> {
+        self.frame
+            .events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Metric(m) => Some(m.name.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The log messages in the frame.
     pub fn messages(&self) -> Vec<String> {
         self.frame

@@ -34,9 +34,11 @@ pub fn open_or_defer(config: &StorageConfig) -> Result<Arc<dyn Store>, StorageEr
                 StorageBackend::Postgres | StorageBackend::Clickhouse
             ) =>
         {
-            Ok(Arc::new(Deferred::start(config.clone(), &error, |c| {
-                super::open(c)
-            })?))
+            Ok(Arc::new(Deferred::start(
+                config.clone(),
+                &error,
+                super::open,
+            )?))
         }
         Err(error) => Err(error),
     }
